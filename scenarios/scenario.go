@@ -1,0 +1,276 @@
+package scenarios
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// DefaultVariant is the name of the single implicit variant of a scenario
+// whose file has no `variants` block.
+const DefaultVariant = "default"
+
+// Fault names accepted in `steps[].fault`.
+const (
+	FaultCrash     = "crash"
+	FaultRestart   = "restart"
+	FaultPause     = "pause"
+	FaultResume    = "resume"
+	FaultPartition = "partition"
+	FaultDelay     = "delay"
+	FaultHeal      = "heal"
+	FaultClockSkew = "clock-skew"
+)
+
+// Faults lists every step fault, in the order the documentation uses.
+var Faults = []string{FaultCrash, FaultRestart, FaultPause, FaultResume, FaultPartition, FaultDelay, FaultHeal, FaultClockSkew}
+
+// Nemesis fault names accepted in `nemesis.faults`.
+var NemesisFaults = []string{
+	"crash-member", "crash-leader", "restart-member", "partition-minority", "partition-leader",
+	"pause-client", "pause-lockserver", "crash-lockserver", "delay-link", "clock-skew",
+}
+
+// Phases a `when` trigger can wait for, in the order a lock cycle passes them.
+const (
+	PhaseAcquired    = "acquired"     // the holder has just been granted the lock
+	PhaseAfterRead   = "after-read"   // the holder has read the protected resource
+	PhaseBeforeWrite = "before-write" // the holder is about to write the protected resource
+	PhaseReleased    = "released"     // the holder has just released the lock
+)
+
+// Phases lists every `when.phase`.
+var Phases = []string{PhaseAcquired, PhaseAfterRead, PhaseBeforeWrite, PhaseReleased}
+
+// Balancer policies accepted in `topology.balancer`.
+const (
+	BalancerRoundRobin       = "round-robin"
+	BalancerLeastConnections = "least-connections"
+)
+
+// UnsafeCheckThenSet is the only value of `lockServers.unsafe`: a
+// deliberately broken, non-atomic read-then-write acquire (negative control).
+const UnsafeCheckThenSet = "check-then-set"
+
+// Verdicts accepted in `expect`.
+const (
+	Linearizable = "linearizable"
+	Violated     = "violated"
+)
+
+// FinalHeal is the only non-empty value of `final`.
+const FinalHeal = "heal"
+
+// Defaults filled by Parse when a key is absent.
+const (
+	DefaultSeed        int64 = 1
+	DefaultDuration          = 10 * time.Second
+	DefaultEtcd              = 3
+	DefaultLockServers       = 3
+	DefaultClients           = 3
+	DefaultBalancer          = BalancerRoundRobin
+	DefaultTTL               = 2 * time.Second
+	DefaultWait              = time.Second
+	DefaultResource          = "order:12345"
+	DefaultHold              = 100 * time.Millisecond
+	DefaultThink             = 20 * time.Millisecond
+	DefaultTickMs            = 10
+	DefaultElectionMs        = 100
+)
+
+// Limits checked by Validate.
+const (
+	MaxLockServers = 16
+	MaxClients     = 64
+	MinTTL         = time.Second
+	MaxTTL         = time.Hour
+	MaxWait        = 300 * time.Second
+	MaxDuration    = 24 * time.Hour
+	MaxSteps       = 1000
+	MaxResources   = 64
+)
+
+// ErrUnknownVariant is returned by Resolve for a variant the scenario does not define.
+var ErrUnknownVariant = errors.New("scenarios: unknown variant")
+
+// Scenario is one parsed scenario file. Every field holds its effective
+// value: absent keys carry the documented defaults.
+type Scenario struct {
+	Path        string // file name given to Parse/ParseFile (used in error messages)
+	Name        string // `name`; defaults to the file's base name without extension
+	Description string
+
+	Seed     int64         // default 1
+	Duration time.Duration // default 10s
+
+	Topology    Topology
+	Lock        Lock
+	Workload    Workload
+	Fencing     bool        // default true
+	LockServers LockServers // teaching-only switches
+	Raft        Raft
+
+	Variants []Variant // in file order; empty means one implicit variant "default"
+	Steps    []Step    // in file order
+	Nemesis  *Nemesis  // nil when absent
+	Final    string    // "" or "heal"
+
+	// Expect is keyed by variant name; "default" when the file has no
+	// variants and `expect` is at the top level. A variant without an entry
+	// asserts nothing.
+	Expect map[string]Expect
+
+	pos map[string]int // key path ("steps[2].target") -> line, for Validate's messages
+}
+
+// Topology is the shape of the sandbox.
+type Topology struct {
+	Etcd        int    // etcd members; must be 3 (default 3)
+	LockServers int    // 1..16 (default 3)
+	Clients     int    // 1..64 (default 3)
+	Balancer    string // round-robin (default) or least-connections
+}
+
+// Lock configures every acquire of the workload.
+type Lock struct {
+	TTL  time.Duration // lease TTL, >= 1s (default 2s); etcd rounds it up to whole seconds
+	Wait time.Duration // how long an acquire may block, 0..300s (default 1s)
+}
+
+// Workload is what every simulated client does in a loop: acquire one of
+// the resources, read the protected resource, wait Hold, write it, release,
+// wait Think.
+type Workload struct {
+	Resources []string      // default ["order:12345"]; 1..64 valid resource ids
+	Hold      time.Duration // between reading and writing the protected resource (default 100ms)
+	Think     time.Duration // between cycles (default 20ms)
+	Cycles    int           // cap per client; 0 = until the run ends
+}
+
+// LockServers holds switches applied to every lock server.
+type LockServers struct {
+	Unsafe string // "" or "check-then-set" (teaching-only negative control)
+	Auth   bool   // give every simulated client its own API key
+}
+
+// Raft sets the etcd members' timing.
+type Raft struct {
+	TickMs     int // heartbeat interval (default 10)
+	ElectionMs int // election timeout, >= 5*TickMs (default 100)
+}
+
+// Variant is one run of the same schedule with some switches overridden.
+type Variant struct {
+	Name    string
+	Fencing *bool   // nil: the scenario's Fencing
+	Unsafe  *string // nil: the scenario's LockServers.Unsafe ("" switches it off)
+}
+
+// Step is one scripted fault.
+type Step struct {
+	Line  int           // line of the step in the file
+	At    time.Duration // offset from the start of the run (required)
+	When  *When         // optional trigger, waited for from At on
+	Fault string        // one of Faults
+
+	Target string // crash, restart, pause, resume, clock-skew
+
+	// partition: exactly one of Isolate, Groups, Bridge or From+To.
+	Isolate string
+	Groups  [][]string
+	Bridge  string
+	From    string
+	To      string
+
+	// delay
+	Link    string // "a->b" (one direction) or "a<->b" (both); see ParseLink
+	Latency time.Duration
+	Jitter  time.Duration
+
+	For          time.Duration // pause, partition, delay, clock-skew: undo after this long (0: until resume/heal/end)
+	RestartAfter time.Duration // crash: restart after this long (0: stays down until restart/heal)
+	Skew         time.Duration // clock-skew: added to the client's clock (may be negative)
+
+	Note string // narration shown when the step fires
+}
+
+// When delays a step until a client reaches a phase of its lock cycle.
+// The client is held at that phase until the step has been applied.
+type When struct {
+	Holder  string        // client-N
+	Phase   string        // one of Phases
+	Timeout time.Duration // give up (skip the step) after this long; 0 = wait until the run ends
+}
+
+// Nemesis injects random faults drawn with the scenario's seed.
+type Nemesis struct {
+	Every  time.Duration // a new fault every Every
+	Faults []string      // drawn from NemesisFaults
+	For    time.Duration // how long each fault lasts (default Every/2, at most Every)
+}
+
+// Expect is what the checker must conclude for one variant.
+type Expect struct {
+	Lock       string // "linearizable", "violated" or "" (not asserted)
+	Resource   string // same
+	MaxUnknown *int   // at most this many operations with unknown outcome; nil = not asserted
+}
+
+// Effective is the configuration of one variant after its overrides.
+type Effective struct {
+	Variant string
+	Fencing bool
+	Unsafe  string
+	Expect  Expect // zero value when the variant asserts nothing
+}
+
+// VariantNames returns the variants to run, in file order, or
+// ["default"] when the scenario has none.
+func (s *Scenario) VariantNames() []string {
+	if len(s.Variants) == 0 {
+		return []string{DefaultVariant}
+	}
+	names := make([]string, len(s.Variants))
+	for i, v := range s.Variants {
+		names[i] = v.Name
+	}
+	return names
+}
+
+// Resolve returns the switches and expectations of one variant. The empty
+// name means the first variant (or "default").
+func (s *Scenario) Resolve(variant string) (Effective, error) {
+	if variant == "" {
+		variant = s.VariantNames()[0]
+	}
+	eff := Effective{Variant: variant, Fencing: s.Fencing, Unsafe: s.LockServers.Unsafe, Expect: s.Expect[variant]}
+	if len(s.Variants) == 0 {
+		if variant != DefaultVariant {
+			return Effective{}, fmt.Errorf("%w %q (the scenario has only %q)", ErrUnknownVariant, variant, DefaultVariant)
+		}
+		return eff, nil
+	}
+	for _, v := range s.Variants {
+		if v.Name != variant {
+			continue
+		}
+		if v.Fencing != nil {
+			eff.Fencing = *v.Fencing
+		}
+		if v.Unsafe != nil {
+			eff.Unsafe = *v.Unsafe
+		}
+		return eff, nil
+	}
+	return Effective{}, fmt.Errorf("%w %q (want one of %s)", ErrUnknownVariant, variant, quoteList(s.VariantNames()))
+}
+
+// Timeline returns the steps in firing order: by At, ties in file order.
+// The file need not be sorted.
+func (s *Scenario) Timeline() []Step {
+	steps := slices.Clone(s.Steps)
+	slices.SortStableFunc(steps, func(a, b Step) int { return cmp.Compare(a.At, b.At) })
+	return steps
+}
