@@ -1,0 +1,105 @@
+package cluster
+
+import (
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+
+	"go.etcd.io/etcd/client/pkg/v3/types"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/storage/wal"
+	"go.uber.org/zap"
+)
+
+// member is one etcd member's identity and, while it runs, its embed.Etcd.
+type member struct {
+	name string
+	dir  string // data dir, set by Start
+	// peerPort is the advertised peer port (in the initial cluster, dialled
+	// by the other members). With Config.PeerProxies it is the proxy's port
+	// and listenPort the member's real peer listener; otherwise both are equal.
+	peerPort   int
+	listenPort int
+	clientPort int
+	id         uint64 // Raft member ID, learnt after the first start; guarded by Cluster.mu
+
+	// etcd is the running instance, nil while down; guarded by Cluster.mu.
+	etcd *embed.Etcd
+	// stopped is closed when the last Crash's background Close is done; nil
+	// if the member never crashed. Guarded by Cluster.mu.
+	stopped chan struct{}
+}
+
+func (m *member) peerURL(host string) string       { return httpURL(host, m.peerPort) }
+func (m *member) listenPeerURL(host string) string { return httpURL(host, m.listenPort) }
+func (m *member) clientURL(host string) string     { return httpURL(host, m.clientPort) }
+func (m *member) typesID() types.ID                { return types.ID(m.id) }
+
+// hasData reports whether the member's data dir holds a WAL to restart from.
+func (m *member) hasData() bool {
+	return m.dir != "" && wal.Exist(filepath.Join(m.dir, "member", "wal"))
+}
+
+// initialCluster is etcd's --initial-cluster for all members.
+func (c *Cluster) initialCluster() string {
+	parts := make([]string, len(c.members))
+	for i, m := range c.members {
+		parts[i] = m.name + "=" + m.peerURL(c.cfg.Host)
+	}
+	return strings.Join(parts, ",")
+}
+
+// embedConfig builds the embed config of m; state is embed.ClusterStateFlagNew
+// or embed.ClusterStateFlagExisting.
+func (c *Cluster) embedConfig(m *member, state string) (*embed.Config, error) {
+	peer, err := url.Parse(m.peerURL(c.cfg.Host))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %s peer url: %w", m.name, err)
+	}
+	listenPeer, err := url.Parse(m.listenPeerURL(c.cfg.Host))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %s listen peer url: %w", m.name, err)
+	}
+	client, err := url.Parse(m.clientURL(c.cfg.Host))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %s client url: %w", m.name, err)
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = m.name
+	cfg.Dir = m.dir
+	cfg.ListenPeerUrls = []url.URL{*listenPeer}
+	cfg.AdvertisePeerUrls = []url.URL{*peer}
+	cfg.ListenClientUrls = []url.URL{*client}
+	cfg.AdvertiseClientUrls = []url.URL{*client}
+	cfg.InitialCluster = c.initialCluster()
+	cfg.InitialClusterToken = "locksim"
+	cfg.ClusterState = state
+	cfg.TickMs = c.cfg.TickMs
+	cfg.ElectionMs = c.cfg.ElectionMs
+	cfg.AutoCompactionMode = "periodic"
+	cfg.AutoCompactionRetention = c.cfg.AutoCompactionRetention
+	cfg.QuotaBackendBytes = c.cfg.QuotaBackendBytes
+	cfg.UnsafeNoFsync = c.cfg.UnsafeNoFsync
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(c.logger.With(zap.String("member", m.name)))
+	return cfg, nil
+}
+
+// startEtcd boots m's server and returns once it runs (not necessarily ready).
+func (c *Cluster) startEtcd(m *member, state string) (*embed.Etcd, error) {
+	cfg, err := c.embedConfig(m, state)
+	if err != nil {
+		return nil, err
+	}
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: start %s: %w", m.name, err)
+	}
+	return e, nil
+}
+
+// stopEtcd stops e abruptly: no leadership transfer, no graceful drain.
+func stopEtcd(e *embed.Etcd) {
+	e.Server.HardStop()
+	e.Close()
+}

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/locksim/locksim/sim"
+)
+
+func (m *Main) up(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	var (
+		balancer    = fs.String("balancer", "127.0.0.1:0", "balancer listen address (port 0 = any free port)")
+		lockServers = fs.Int("lock-servers", 3, "number of lock servers (1-16)")
+		clients     = fs.Int("clients", 3, "number of simulated clients (0 = none, serve the API only)")
+		policy      = fs.String("policy", "round-robin", "balancer policy: round-robin or least-connections")
+		resources   = fs.String("resources", "order:12345", "comma-separated resource ids the clients lock")
+		ttl         = fs.Duration("ttl", 2*time.Second, "lock TTL the clients ask for")
+		wait        = fs.Duration("wait", time.Second, "how long a client's acquire may block")
+		hold        = fs.Duration("hold", 50*time.Millisecond, "time a client holds the lock between read and write")
+		think       = fs.Duration("think", 100*time.Millisecond, "pause between a client's cycles")
+		unfenced    = fs.Bool("unfenced", false, "the protected resource does not check fencing tokens")
+		pace        = fs.String("pace", "fast", "fast (Raft tick 10ms, election 100ms) or classroom (100ms/1000ms, long TTLs, slow clients)")
+		etcdLog     = fs.String("etcd-log", "", "append etcd's logs to this file (default: discarded)")
+		dataDir     = fs.String("data-dir", "", "where etcd keeps its data (default: a temporary dir removed on exit)")
+		interval    = fs.Duration("status-every", time.Second, "how often to print the status line (0 = never)")
+	)
+	if err := fs.Parse(args); err != nil {
+		return exitBadInput
+	}
+	if fs.NArg() > 0 {
+		return m.errorf("up: unexpected argument %q", fs.Arg(0))
+	}
+	cfg := sim.Config{
+		LockServers:    *lockServers,
+		Clients:        *clients,
+		Policy:         *policy,
+		BalancerListen: *balancer,
+		Unfenced:       *unfenced,
+		EtcdLog:        *etcdLog,
+		DataDir:        *dataDir,
+		Workload: sim.Workload{
+			Resources: splitList(*resources),
+			TTL:       *ttl,
+			Wait:      *wait,
+			Hold:      *hold,
+			Think:     *think,
+			Disabled:  *clients == 0,
+		},
+	}
+	switch *pace {
+	case "fast":
+	case "classroom":
+		cfg.Pace, cfg.TickMs, cfg.ElectionMs = "classroom", 100, 1000
+		cfg.Workload.TTL = max(cfg.Workload.TTL, 10*time.Second)
+		cfg.Workload.Wait = max(cfg.Workload.Wait, 5*time.Second)
+		cfg.Workload.Hold = max(cfg.Workload.Hold, 2*time.Second)
+		cfg.Workload.Think = max(cfg.Workload.Think, time.Second)
+	default:
+		return m.errorf("up: --pace must be fast or classroom, got %q", *pace)
+	}
+	if *clients == 0 {
+		cfg.Clients = 0
+	}
+	sb, err := sim.New(cfg)
+	if err != nil {
+		return m.errorf("up: %v", err)
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = sb.Start(startCtx)
+	cancel()
+	if err != nil {
+		fmt.Fprintf(m.Stderr, "locksim: up: %v\n", err)
+		_ = sb.Close()
+		return exitFailed
+	}
+	defer func() {
+		fmt.Fprintln(m.Stderr, "locksim: shutting down")
+		if err := sb.Close(); err != nil {
+			fmt.Fprintf(m.Stderr, "locksim: shutdown: %v\n", err)
+		}
+	}()
+	addrs := sb.Addresses()
+	fmt.Fprintf(m.Stdout, "locksim is up (pace %s)\n", sb.Config().Pace)
+	fmt.Fprintf(m.Stdout, "  balancer     %s   <- point clients and curl here\n", addrs.Balancer)
+	for _, name := range sortedKeys(addrs.LockServers) {
+		fmt.Fprintf(m.Stdout, "  %-12s %s\n", name, addrs.LockServers[name])
+	}
+	for _, name := range sortedKeys(addrs.Etcd) {
+		fmt.Fprintf(m.Stdout, "  %-12s %s\n", name, addrs.Etcd[name])
+	}
+	fmt.Fprintf(m.Stdout, "try: curl -s -XPOST %s/locks/acquire -H 'Content-Type: application/json' -d '{\"resourceId\":\"demo\",\"ttl\":10,\"clientId\":\"me\"}'\n", addrs.Balancer)
+	if m.Ready != nil {
+		m.Ready(addrs)
+	}
+	sb.StartWorkload(ctx)
+
+	var tick <-chan time.Time
+	if *interval > 0 {
+		t := time.NewTicker(*interval)
+		defer t.Stop()
+		tick = t.C
+	}
+	prev := sb.Status()
+	for {
+		select {
+		case <-ctx.Done():
+			return exitOK
+		case <-tick:
+			cur := sb.Status()
+			fmt.Fprintln(m.Stdout, sim.StatusLine(prev, cur))
+			prev = cur
+		}
+	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,82 @@
+package lockserver
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// acquireUnsafe is the deliberately broken check-then-set acquire: a
+// linearizable Get and, if the lock is absent, an unconditional Put. Two
+// acquires that both pass the Get both get the lock.
+func (s *Server) acquireUnsafe(ctx context.Context, req acquireRequest, l *lease, deadline time.Time) (grant, error) {
+	lk := lockKey(req.ResourceID)
+	waited := false
+	for {
+		if err := s.pausePoint(ctx); err != nil {
+			return grant{}, err
+		}
+		cctx, cancel := s.etcdCtx(ctx)
+		resp, err := s.kv().Get(cctx, lk, clientv3.WithCountOnly())
+		cancel()
+		if err != nil {
+			return grant{}, s.readErr(err, "get")
+		}
+		if resp.Count > 0 {
+			if req.Timeout <= 0 || !s.cfg.Now().Before(deadline) {
+				return grant{}, ErrBusy
+			}
+			if err := s.waitDelete(ctx, lk, resp.Header.Revision, deadline); err != nil {
+				return grant{}, err
+			}
+			waited = true
+			continue
+		}
+		if s.cfg.UnsafeGap > 0 {
+			if err := s.backoffFor(ctx, s.cfg.UnsafeGap); err != nil {
+				return grant{}, err
+			}
+		}
+		if s.unsafeHook != nil {
+			s.unsafeHook()
+		}
+		if waited {
+			if err := s.refreshLease(ctx, l); err != nil {
+				return grant{}, err
+			}
+		}
+		tok, err := newToken(l.id)
+		if err != nil {
+			return grant{}, fmt.Errorf("lockserver: token: %w", err)
+		}
+		info := encodeInfo(lockInfo{OwnerID: req.ClientID, TTL: l.ttl.Seconds(), AcquiredAt: l.since.UTC()})
+		if err := s.pausePoint(ctx); err != nil {
+			return grant{}, err
+		}
+		cctx, cancel = s.etcdCtx(ctx)
+		s.stats.grantTxns.Add(1)
+		presp, err := s.kv().Txn(cctx).Then(
+			clientv3.OpPut(lk, hashToken(tok), clientv3.WithLease(l.id)),
+			clientv3.OpPut(infoKey(req.ResourceID), info, clientv3.WithLease(l.id)),
+		).Commit()
+		cancel()
+		if err != nil {
+			return grant{}, s.writeErr(err, "put")
+		}
+		return grant{Token: tok, Fencing: presp.Header.Revision, ExpiresAt: l.since.Add(l.ttl), TTL: l.ttl}, nil
+	}
+}
+
+// backoffFor waits d unless ctx ends first.
+func (s *Server) backoffFor(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+	}
+}

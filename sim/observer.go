@@ -1,0 +1,185 @@
+package sim
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/locksim/locksim/lockserver"
+)
+
+// observer watches /locks/ in etcd with its own client (not through the
+// fault network): it knows who holds each lock in etcd right now, and keeps
+// every grant etcd recorded so that acquires whose outcome a client could not
+// learn can be resolved afterwards, the way etcd's robustness tests patch
+// histories from what the cluster persisted.
+type observer struct {
+	cli    *clientv3.Client
+	cancel context.CancelFunc
+	done   chan struct{}
+	now    func() time.Duration
+
+	mu     sync.Mutex
+	held   map[string]heldLock // resource -> current holder in etcd
+	grants []grantRec          // every grant etcd recorded, in revision order
+	rev    int64               // last revision seen
+	seen   chan struct{}       // closed and replaced when rev moves
+}
+
+type heldLock struct {
+	Owner        string
+	FencingToken int64
+	Lease        int64
+	Since        time.Duration
+	TTL          time.Duration
+}
+
+func newObserver(ctx context.Context, endpoints []string, now func() time.Duration) (*observer, error) {
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   endpoints,
+		DialTimeout: 2 * time.Second,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	o := &observer{
+		cli:  cli,
+		done: make(chan struct{}),
+		now:  now,
+		held: map[string]heldLock{},
+		seen: make(chan struct{}),
+	}
+	gctx, gcancel := context.WithTimeout(ctx, 5*time.Second)
+	resp, err := cli.Get(gctx, lockserver.InfoPrefix, clientv3.WithPrefix())
+	gcancel()
+	if err != nil {
+		cli.Close()
+		return nil, err
+	}
+	for _, kv := range resp.Kvs {
+		o.put(kv.Key, kv.Value, kv.ModRevision, kv.Lease)
+	}
+	o.rev = resp.Header.Revision
+	wctx, cancel := context.WithCancel(context.Background())
+	o.cancel = cancel
+	go o.loop(clientv3.WithRequireLeader(wctx), resp.Header.Revision+1)
+	return o, nil
+}
+
+func (o *observer) loop(ctx context.Context, from int64) {
+	defer close(o.done)
+	for ctx.Err() == nil {
+		wch := o.cli.Watch(ctx, lockserver.InfoPrefix, clientv3.WithPrefix(), clientv3.WithRev(from), clientv3.WithPrevKV(), clientv3.WithProgressNotify())
+		for resp := range wch {
+			if resp.Err() != nil {
+				break
+			}
+			o.mu.Lock()
+			for _, ev := range resp.Events {
+				switch ev.Type {
+				case clientv3.EventTypePut:
+					o.putLocked(ev.Kv.Key, ev.Kv.Value, ev.Kv.ModRevision, ev.Kv.Lease)
+				case clientv3.EventTypeDelete:
+					delete(o.held, strings.TrimPrefix(string(ev.Kv.Key), lockserver.InfoPrefix))
+				}
+			}
+			if resp.Header.Revision > o.rev {
+				o.rev = resp.Header.Revision
+				close(o.seen)
+				o.seen = make(chan struct{})
+			}
+			from = o.rev + 1
+			o.mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond): // back off before re-watching
+		}
+	}
+}
+
+func (o *observer) put(key, value []byte, rev, lease int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.putLocked(key, value, rev, lease)
+}
+
+func (o *observer) putLocked(key, value []byte, rev, lease int64) {
+	rec, err := lockserver.DecodeRecord(value)
+	if err != nil {
+		return
+	}
+	res := strings.TrimPrefix(string(key), lockserver.InfoPrefix)
+	if h, ok := o.held[res]; ok && h.FencingToken == rev {
+		return // seen already (the initial Get and the watch overlap)
+	}
+	o.held[res] = heldLock{Owner: rec.OwnerID, FencingToken: rev, Lease: lease, Since: o.now(), TTL: rec.TTL}
+	o.grants = append(o.grants, grantRec{Owner: rec.OwnerID, Resource: res, Revision: rev, TTL: rec.TTL, Seen: o.now()})
+}
+
+// grantRec is one grant as etcd recorded it.
+type grantRec struct {
+	Owner    string
+	Resource string
+	Revision int64 // the fencing token
+	TTL      time.Duration
+	Seen     time.Duration // when the observer saw it (after it was committed)
+}
+
+// Held returns who holds each lock in etcd, by resource.
+func (o *observer) Held() map[string]heldLock {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make(map[string]heldLock, len(o.held))
+	for k, v := range o.held {
+		out[k] = v
+	}
+	return out
+}
+
+// Grants returns every grant seen so far, in revision order.
+func (o *observer) Grants() []grantRec {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]grantRec(nil), o.grants...)
+}
+
+// Sync waits until the observer has seen every revision etcd has committed
+// now, so that Grant answers for every write that took effect.
+func (o *observer) Sync(ctx context.Context) error {
+	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	resp, err := o.cli.Get(gctx, "/locksim-sync")
+	cancel()
+	if err != nil {
+		return err
+	}
+	target := resp.Header.Revision
+	// A progress request makes the watch report the current revision even
+	// when no key under /locks/ changed.
+	for {
+		o.mu.Lock()
+		rev, seen := o.rev, o.seen
+		o.mu.Unlock()
+		if rev >= target {
+			return nil
+		}
+		_ = o.cli.RequestProgress(ctx)
+		select {
+		case <-seen:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (o *observer) Close() {
+	o.cancel()
+	<-o.done
+	o.cli.Close()
+}

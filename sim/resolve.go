@@ -1,0 +1,103 @@
+package sim
+
+import (
+	"math"
+	"slices"
+
+	"github.com/locksim/locksim/history"
+)
+
+// resolveUnknownAcquires settles acquires whose outcome the client could not
+// learn (a lock server crashed mid-request, etcd did not answer in time),
+// from what etcd itself recorded, as etcd's robustness tests patch their
+// histories from the WAL.
+//
+// A client runs one acquire at a time, so the grants etcd recorded with that
+// client as owner, in revision order, belong to its acquire attempts that
+// took effect, in call order. Each grant not claimed by an acquire the client
+// saw succeed belongs to the unknown acquire between the client's
+// neighbouring successful acquires: that acquire becomes "ok" with the grant's
+// fencing token, returning when the observer saw the grant. An unknown acquire
+// for which etcd recorded no grant had no effect and becomes "fail". The
+// observer must have caught up with etcd first (observer.Sync). Releases and
+// renewals stay unknown: the checker's model treats them both ways.
+func (sb *Sandbox) resolveUnknownAcquires(ops []history.Op) ([]history.Op, int) {
+	grants := sb.observer.Grants()
+	byOwner := map[string][]grantRec{}
+	for _, g := range grants {
+		byOwner[g.Owner] = append(byOwner[g.Owner], g)
+	}
+	// Acquires per client, in call order (indexes into ops).
+	perClient := map[string][]int{}
+	for i, op := range ops {
+		if op.Op == "acquire" {
+			perClient[op.Client] = append(perClient[op.Client], i)
+		}
+	}
+	resolved := 0
+	for client, idx := range perClient {
+		slices.SortFunc(idx, func(a, b int) int { return int(ops[a].Call - ops[b].Call) })
+		claimed := map[int64]bool{}
+		for _, i := range idx {
+			if ops[i].Outcome == history.OK {
+				claimed[ops[i].Output.FencingToken] = true
+			}
+		}
+		var free []grantRec
+		for _, g := range byOwner[client] {
+			if !claimed[g.Revision] {
+				free = append(free, g)
+			}
+		}
+		for k, i := range idx {
+			if ops[i].Outcome != history.Unknown {
+				continue
+			}
+			lo, hi := int64(0), int64(math.MaxInt64)
+			for j := k - 1; j >= 0; j-- {
+				if o := ops[idx[j]]; o.Outcome == history.OK {
+					lo = o.Output.FencingToken
+					break
+				}
+			}
+			for j := k + 1; j < len(idx); j++ {
+				if o := ops[idx[j]]; o.Outcome == history.OK {
+					hi = o.Output.FencingToken
+					break
+				}
+			}
+			found := -1
+			for f, g := range free {
+				if g.Revision > lo && g.Revision < hi && g.Resource == ops[i].Resource {
+					found = f
+					break
+				}
+			}
+			op := &ops[i]
+			if found < 0 {
+				op.Outcome = history.Fail
+				ret := op.Call
+				if k+1 < len(idx) {
+					ret = ops[idx[k+1]].Call // it was over before the client's next acquire
+				} else {
+					ret = max(ret, int64(sb.now()))
+				}
+				op.Return = &ret
+				op.Output.Error = "outcome resolved from etcd: no grant was recorded"
+				resolved++
+				continue
+			}
+			g := free[found]
+			free = append(free[:found], free[found+1:]...)
+			ret := max(int64(g.Seen), op.Call)
+			ttl := g.TTL.Seconds()
+			op.Outcome = history.OK
+			op.Return = &ret
+			op.Output.FencingToken = g.Revision
+			op.Output.TTL = &ttl
+			op.Output.Error = "outcome resolved from etcd: granted"
+			resolved++
+		}
+	}
+	return ops, resolved
+}

@@ -1,0 +1,62 @@
+package sim
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Status is a one-glance summary of the sandbox, printed by `locksim up`
+// every second.
+type Status struct {
+	At         time.Duration `json:"at"`
+	Leader     string        `json:"leader"`
+	Term       uint64        `json:"term"`
+	MembersUp  int           `json:"membersUp"`
+	HeldLocks  int           `json:"heldLocks"`
+	AcquiresOK uint64        `json:"acquiresOk"`
+	Failed     uint64        `json:"failed"`
+	Unknown    uint64        `json:"unknown"`
+	Cycles     uint64        `json:"cycles"`
+}
+
+// Status reads the current summary.
+func (sb *Sandbox) Status() Status {
+	st := Status{At: sb.now(), Leader: "-"}
+	if sb.cluster != nil {
+		for _, m := range sb.cluster.Status() {
+			if m.Up {
+				st.MembersUp++
+			}
+			if m.Leader {
+				st.Leader = m.Name
+			}
+			st.Term = max(st.Term, m.Term)
+		}
+	}
+	if sb.observer != nil {
+		st.HeldLocks = len(sb.observer.Held())
+	}
+	for _, c := range sb.Clients() {
+		st.AcquiresOK += c.OK
+		st.Failed += c.Fail
+		st.Unknown += c.Unknown
+		st.Cycles += c.Cycles
+	}
+	return st
+}
+
+// StatusLine formats the change between two summaries as one line: leader,
+// term, held locks, acquires per second and errors.
+func StatusLine(prev, cur Status) string {
+	secs := (cur.At - prev.At).Seconds()
+	rate := 0.0
+	if secs > 0 {
+		rate = float64(cur.AcquiresOK-prev.AcquiresOK) / secs
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "t=%5.1fs leader=%s term=%d members=%d/3 held=%d acquires/s=%.0f",
+		cur.At.Seconds(), cur.Leader, cur.Term, cur.MembersUp, cur.HeldLocks, rate)
+	fmt.Fprintf(&b, " busy/failed=%d unknown=%d", cur.Failed-prev.Failed, cur.Unknown-prev.Unknown)
+	return b.String()
+}
