@@ -177,9 +177,10 @@ func (s *Server) Start(ctx context.Context) error {
 		DialKeepAliveTimeout: 3 * time.Second,
 		Logger:               zap.NewNop(),
 		Context:              s.ctx,
+		DialOptions:          []grpc.DialOption{grpc.WithChainUnaryInterceptor(retryNoLeader)},
 	}
 	if d := s.cfg.DialContext; d != nil {
-		ccfg.DialOptions = []grpc.DialOption{grpc.WithContextDialer(d)}
+		ccfg.DialOptions = append(ccfg.DialOptions, grpc.WithContextDialer(d))
 	}
 	cli, err := clientv3.New(ccfg)
 	if err != nil {

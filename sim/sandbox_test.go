@@ -146,8 +146,8 @@ func TestLeaderCrashFailover(t *testing.T) {
 	leader, ok := sb.Cluster().Leader()
 	require.True(t, ok)
 
-	require.NoError(t, sb.Crash(leader))
 	crashed := time.Now()
+	require.NoError(t, sb.Crash(leader)) // returns once the member is down (~1 s)
 	var recovered time.Duration
 	for i := 0; ; i++ {
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -158,7 +158,7 @@ func TestLeaderCrashFailover(t *testing.T) {
 			recovered = time.Since(crashed)
 			break
 		}
-		require.Less(t, time.Since(crashed), 2*time.Second, "no successful acquire within 2 s of the leader crash: %v", err)
+		require.Less(t, time.Since(crashed), 3*time.Second, "no successful acquire within 2 s of the leader being down: %v", err)
 	}
 	t.Logf("first successful acquire %v after the leader crash", recovered)
 	newLeader, ok := sb.Cluster().Leader()
@@ -200,8 +200,9 @@ func TestLockServerCrashBalancerRoutesAround(t *testing.T) {
 	}, 5*time.Second, 10*time.Millisecond, "the restarted lock server is back in rotation")
 }
 
-// TestMinorityIsolatedMajorityGrants: with a follower cut off from
-// everyone, the majority keeps granting locks.
+// TestMinorityIsolatedMajorityGrants: with a follower cut off from the
+// other members (it keeps running), the minority cannot commit while the
+// majority keeps granting locks; after heal it catches up.
 func TestMinorityIsolatedMajorityGrants(t *testing.T) {
 	sb := start(t, Config{Clients: 3, Workload: Workload{Hold: time.Millisecond, Think: time.Millisecond, Resources: []string{"a", "b", "c"}}})
 	ctx, cancel := context.WithCancel(t.Context())
@@ -211,17 +212,32 @@ func TestMinorityIsolatedMajorityGrants(t *testing.T) {
 
 	follower, err := sb.Resolve("etcd:follower")
 	require.NoError(t, err)
-	for _, other := range sb.Members() {
+	for _, other := range sb.Cluster().Names() {
 		if other != follower {
 			require.NoError(t, sb.Cut(follower, other))
 			require.NoError(t, sb.Cut(other, follower))
 		}
 	}
+	commitOf := func(name string) uint64 {
+		for _, m := range sb.Cluster().Status() {
+			if m.Name == name {
+				return m.CommitIndex
+			}
+		}
+		return 0
+	}
+	isolatedCommit := commitOf(follower)
 	before := sb.Status().AcquiresOK
 	require.Eventually(t, func() bool { return sb.Status().AcquiresOK >= before+30 }, 15*time.Second, 10*time.Millisecond,
 		"the majority keeps granting locks")
+	assert.Equal(t, isolatedCommit, commitOf(follower), "the isolated member commits nothing")
+	leader, ok := sb.Cluster().Leader()
+	require.True(t, ok)
+	assert.Greater(t, commitOf(leader), isolatedCommit, "the majority commits")
+
 	require.NoError(t, sb.Heal())
-	waitCycles(t, sb, sb.Status().Cycles+10)
+	require.Eventually(t, func() bool { return commitOf(follower) >= commitOf(leader)-5 }, 5*time.Second, 10*time.Millisecond,
+		"after heal the isolated member catches up")
 }
 
 func waitCycles(t *testing.T, sb *Sandbox, n uint64) {

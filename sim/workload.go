@@ -66,7 +66,7 @@ type ClientState struct {
 	Abandoned    uint64        `json:"abandoned"` // writes skipped: the lease looked expired
 }
 
-func (sb *Sandbox) newClient(i int) *client {
+func (sb *Sandbox) newClient(i int, baseURL string) *client {
 	name := fmt.Sprintf("client-%d", i+1)
 	tr := &http.Transport{
 		DialContext:         sb.net.Dialer(name),
@@ -80,7 +80,7 @@ func (sb *Sandbox) newClient(i int) *client {
 		tr:    tr,
 		phase: PhaseIdle,
 		lc: &lockserver.Client{
-			BaseURL:  sb.BalancerURL(),
+			BaseURL:  baseURL,
 			HTTP:     &http.Client{Transport: tr},
 			ClientID: name,
 		},
@@ -282,7 +282,7 @@ func (sb *Sandbox) StartWorkload(ctx context.Context) {
 	sb.workload = cancel
 	if sb.clients == nil {
 		for i := range sb.cfg.Clients {
-			sb.clients = append(sb.clients, sb.newClient(i))
+			sb.clients = append(sb.clients, sb.newClient(i, "http://"+sb.lbAddr))
 		}
 	}
 	for _, c := range sb.clients {
