@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -59,7 +58,7 @@ func (m *Main) run(ctx context.Context, args []string) int {
 	for _, sc := range scs {
 		rep, err := sim.RunScenario(ctx, sc, sim.RunOptions{
 			Seed:         *seed,
-			OutDir:       filepath.Join(*out, sc.Name),
+			OutDir:       *out,
 			Progress:     m.Stderr,
 			CheckTimeout: *timeout,
 			Variants:     splitList(*variants),
@@ -86,7 +85,7 @@ func (m *Main) run(ctx context.Context, args []string) int {
 
 func (m *Main) printVerdicts(reports []*sim.Report) {
 	tw := tabwriter.NewWriter(m.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCENARIO\tVARIANT\tLOCK\tRESOURCE\tACQUIRES ok/fail/unknown\tSTALE\tOVERLAP\tFAULTS\tRESULT")
+	fmt.Fprintln(tw, "SCENARIO\tVARIANT\tLOCK\tRESOURCE\tACQUIRES ok/fail/unknown\tRESOLVED\tSTALE\tOVERLAP\tFAULTS\tRESULT")
 	for _, r := range reports {
 		for _, v := range r.Variants {
 			c := v.Check.Counts
@@ -94,9 +93,9 @@ func (m *Main) printVerdicts(reports []*sim.Report) {
 			if !v.Pass {
 				result = "FAIL"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d/%d\t%d\t%s\t%d\t%s\n",
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d/%d\t%d\t%d\t%s\t%d\t%s\n",
 				r.Scenario, v.Variant, verdictCell(string(v.Lock), v.Expect["lock"]), verdictCell(string(v.Resource), v.Expect["resource"]),
-				c.Acquire.OK, c.Acquire.Fail, c.Acquire.Unknown, c.Stale, v.Check.Overlap.Max.Round(time.Millisecond), len(v.Faults), result)
+				c.Acquire.OK, c.Acquire.Fail, c.Acquire.Unknown, v.Resolved, c.Stale, v.Check.Overlap.Max.Round(time.Millisecond), len(v.Faults), result)
 		}
 	}
 	tw.Flush()

@@ -58,16 +58,16 @@ type Env interface {
 
 // Event is one applied (or failed) fault. Times are offsets from the Runner's Start.
 type Event struct {
-	ID       int
-	Fault    string
-	Target   string // as written: "etcd:leader", "isolate etcd:leader", "lockserver-1<->etcd-2"
-	Resolved string // who was hit: "etcd-2", "[etcd-2] | [etcd-1 etcd-3 lockserver-1]"
-	Start    time.Duration
-	End      time.Duration // 0 while Active
-	Active   bool          // the fault is still in effect
-	Note     string
-	Source   string
-	Error    string // non-empty when applying (or undoing) the fault failed
+	ID       int           `json:"id"`
+	Fault    string        `json:"fault"`
+	Target   string        `json:"target"`   // as written: "etcd:leader", "isolate etcd:leader", "lockserver-1<->etcd-2"
+	Resolved string        `json:"resolved"` // who was hit: "etcd-2", "[etcd-2] | [etcd-1 etcd-3 lockserver-1]"
+	Start    time.Duration `json:"startNs"`
+	End      time.Duration `json:"endNs"`  // 0 while Active
+	Active   bool          `json:"active"` // the fault is still in effect
+	Note     string        `json:"note,omitempty"`
+	Source   string        `json:"source,omitempty"`
+	Error    string        `json:"error,omitempty"` // non-empty when applying (or undoing) the fault failed
 }
 
 // Runner applies Steps at their times. Set the exported fields, then call Run once and

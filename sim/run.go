@@ -22,8 +22,9 @@ import (
 type RunOptions struct {
 	// Seed overrides the scenario's seed when non-zero.
 	Seed int64
-	// OutDir receives, per variant, history.jsonl, history.html and
-	// report.json. "" writes nothing.
+	// OutDir receives OutDir/<scenario>/report.json and, per variant,
+	// OutDir/<scenario>/<variant>/{history.jsonl,history.html,report.json}.
+	// "" writes nothing.
 	OutDir string
 	// Progress receives one line per fault and phase (nil = discard).
 	Progress io.Writer
@@ -60,7 +61,7 @@ type VariantReport struct {
 	Resolved    int               `json:"resolvedUnknowns"`
 	Latency     Latency           `json:"acquireLatency"`
 	Faults      []faults.Event    `json:"faults"`
-	Duration    time.Duration     `json:"duration"`
+	Duration    time.Duration     `json:"durationNs"`
 	Dir         string            `json:"dir,omitempty"`
 	HistoryPath string            `json:"historyPath,omitempty"`
 	HTMLPath    string            `json:"htmlPath,omitempty"`
@@ -101,7 +102,7 @@ func RunScenario(ctx context.Context, sc *scenarios.Scenario, opts RunOptions) (
 		rep.Pass = rep.Pass && vr.Pass
 	}
 	if opts.OutDir != "" {
-		if err := writeJSON(filepath.Join(opts.OutDir, "report.json"), rep); err != nil {
+		if err := writeJSON(filepath.Join(opts.OutDir, sc.Name, "report.json"), rep); err != nil {
 			return rep, err
 		}
 	}
