@@ -37,3 +37,10 @@ clean: ## remove build output and run folders
 .PHONY: controls
 controls: ## negative controls on 20 seeds (and every safe scenario on 3): prints how often each violation was caught
 	$(GO) test -race -count=1 -timeout 90m ./sim -run TestNegativeControlRate -v -seeds 20 | grep -E 'runs=|^(ok|FAIL|---)'
+
+FUZZTIME ?= 1m
+.PHONY: fuzz
+fuzz: ## run every fuzz target for FUZZTIME each (default 1m): request decoding, scenario parser, history parser
+	$(GO) test -run '^$$' -fuzz FuzzParseRequests -fuzztime $(FUZZTIME) ./lockserver
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./scenarios
+	$(GO) test -run '^$$' -fuzz FuzzReadJSONL -fuzztime $(FUZZTIME) ./history
