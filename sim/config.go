@@ -39,6 +39,16 @@ type Config struct {
 	// Unsafe selects a deliberately broken lock server ("check-then-set"),
 	// a negative control for the checker. "" = the real, safe lock server.
 	Unsafe string
+	// Auth turns API keys on: every simulated client gets its own random key,
+	// and requests without a valid key get 401 (403 when the key does not
+	// match the body's clientId).
+	Auth bool
+	// APIKeys are extra keys (key -> clientId) the lock servers accept, for
+	// example from `locksim up --auth-file`. Setting any turns auth on.
+	APIKeys map[string]string
+	// RateLimit is each client's allowance in requests per second at each
+	// lock server (0 = unlimited); over it a request gets 429.
+	RateLimit float64
 	// EtcdTimeout bounds every etcd call of a lock server. Default 2s.
 	EtcdTimeout time.Duration
 

@@ -125,6 +125,7 @@ func ScenarioConfig(sc *scenarios.Scenario, eff scenarios.Effective, seed int64)
 		Policy:      sc.Topology.Balancer,
 		Clients:     sc.Topology.Clients,
 		Unsafe:      eff.Unsafe,
+		Auth:        sc.LockServers.Auth,
 		Unfenced:    !eff.Fencing,
 		Seed:        seed,
 		Workload: Workload{

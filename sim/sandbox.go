@@ -2,6 +2,8 @@ package sim
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -53,6 +55,7 @@ type Sandbox struct {
 	workload  context.CancelFunc
 	workerWG  sync.WaitGroup
 	eventSubs []func(faults.Event)
+	keys      map[string]string // API key -> client id (nil: auth off)
 	draining  atomic.Bool
 	triggers  triggers
 }
@@ -76,6 +79,15 @@ func New(cfg Config) (*Sandbox, error) {
 		changed:  make(chan struct{}),
 	}
 	sb.net = faults.NewNetwork(rand.New(rand.NewPCG(uint64(cfg.Seed), 7)))
+	if cfg.Auth || len(cfg.APIKeys) > 0 {
+		sb.keys = map[string]string{}
+		for k, v := range cfg.APIKeys {
+			sb.keys[k] = v
+		}
+		for i := range cfg.Clients {
+			sb.keys[randomKey()] = fmt.Sprintf("client-%d", i+1)
+		}
+	}
 	return sb, nil
 }
 
@@ -149,6 +161,8 @@ func (sb *Sandbox) startServer(ctx context.Context, slot *serverSlot) error {
 		Listen:      slot.addr,
 		EtcdTimeout: sb.cfg.EtcdTimeout,
 		Unsafe:      sb.cfg.Unsafe,
+		APIKeys:     sb.keys,
+		RateLimit:   sb.cfg.RateLimit,
 		DialContext: func(ctx context.Context, addr string) (net.Conn, error) {
 			return dial(ctx, "tcp", addr)
 		},
@@ -327,4 +341,20 @@ func (sb *Sandbox) Events() []faults.Event {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
 	return append([]faults.Event(nil), sb.events...)
+}
+
+func randomKey() string {
+	b := make([]byte, 16)
+	_, _ = crand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// keyOf returns the API key of a client ("" with auth off).
+func (sb *Sandbox) keyOf(client string) string {
+	for k, v := range sb.keys {
+		if v == client {
+			return k
+		}
+	}
+	return ""
 }

@@ -83,6 +83,7 @@ func (sb *Sandbox) newClient(i int, baseURL string) *client {
 			BaseURL:  baseURL,
 			HTTP:     &http.Client{Transport: tr},
 			ClientID: name,
+			APIKey:   sb.keyOf(name),
 		},
 	}
 	return c
