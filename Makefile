@@ -44,3 +44,7 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 1m): request decoding,
 	$(GO) test -run '^$$' -fuzz FuzzParseRequests -fuzztime $(FUZZTIME) ./lockserver
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./scenarios
 	$(GO) test -run '^$$' -fuzz FuzzReadJSONL -fuzztime $(FUZZTIME) ./history
+
+.PHONY: soak
+soak: build ## 10 minutes of seeded random faults with fencing on (scenarios/soak/soak-10m.yaml) into ./out
+	./locksim run --out out scenarios/soak/soak-10m.yaml

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -62,9 +63,24 @@ type VariantReport struct {
 	Latency     Latency           `json:"acquireLatency"`
 	Faults      []faults.Event    `json:"faults"`
 	Duration    time.Duration     `json:"durationNs"`
+	Runtime     []RuntimeSample   `json:"runtime"`
 	Dir         string            `json:"dir,omitempty"`
 	HistoryPath string            `json:"historyPath,omitempty"`
 	HTMLPath    string            `json:"htmlPath,omitempty"`
+}
+
+// RuntimeSample is the process's goroutine count and heap at one moment of
+// a run: a soak's samples must stay flat.
+type RuntimeSample struct {
+	At         time.Duration `json:"atNs"`
+	Goroutines int           `json:"goroutines"`
+	HeapMB     float64       `json:"heapMB"`
+}
+
+func sampleRuntime(at time.Duration) RuntimeSample {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return RuntimeSample{At: at, Goroutines: runtime.NumGoroutine(), HeapMB: float64(ms.HeapInuse) / (1 << 20)}
 }
 
 // Latency holds percentiles of successful acquires, in milliseconds.
@@ -215,12 +231,23 @@ func runVariant(ctx context.Context, sc *scenarios.Scenario, variant string, see
 	// The run lasts its duration (or until every client finished its cycles).
 	workDone := make(chan struct{})
 	go func() { _ = sb.WaitWorkload(runCtx); close(workDone) }()
-	select {
-	case <-runCtx.Done():
-	case <-workDone:
-		cancel()
+	samples := []RuntimeSample{sampleRuntime(sb.now())}
+	every := time.NewTicker(max(sc.Duration/10, time.Second))
+	defer every.Stop()
+wait:
+	for {
+		select {
+		case <-runCtx.Done():
+			break wait
+		case <-workDone:
+			cancel()
+			break wait
+		case <-every.C:
+			samples = append(samples, sampleRuntime(sb.now()))
+		}
 	}
 	<-runDone
+	samples = append(samples, sampleRuntime(sb.now()))
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
@@ -252,7 +279,7 @@ func runVariant(ctx context.Context, sc *scenarios.Scenario, variant string, see
 
 	vr := &VariantReport{
 		Variant: variant, Fencing: eff.Fencing, Unsafe: eff.Unsafe,
-		Resolved: resolved, Faults: events, Duration: elapsed, Latency: acquireLatency(ops),
+		Resolved: resolved, Faults: events, Duration: elapsed, Latency: acquireLatency(ops), Runtime: samples,
 	}
 	copts := history.Options{Timeout: opts.CheckTimeout, Annotations: annotations(events)}
 	if opts.OutDir != "" {
