@@ -99,6 +99,7 @@ type Balancer struct {
 	picker   Picker
 	handler  http.Handler
 	attempts sync.Pool // *attempt
+	metrics  *metrics
 
 	mu      sync.Mutex
 	started bool
@@ -122,6 +123,7 @@ type backend struct {
 	requests atomic.Uint64
 	failures atomic.Uint64
 	inFlight atomic.Int64
+	codes    statusCounts // answers it gave, by status
 
 	mu        sync.Mutex
 	health    healthState
@@ -153,6 +155,7 @@ func New(cfg Config) (*Balancer, error) {
 	b.attempts.New = func() any {
 		return &attempt{views: make([]BackendView, n), tried: make([]bool, n)}
 	}
+	b.metrics = newMetrics(b)
 	b.handler = http.HandlerFunc(b.serveHTTP)
 	return b, nil
 }

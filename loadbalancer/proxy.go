@@ -2,6 +2,7 @@ package loadbalancer
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -56,7 +57,16 @@ type attempt struct {
 // a 503. ReverseProxy calls the ErrorHandler before writing anything.
 type attemptWriter struct {
 	http.ResponseWriter
-	err error
+	err    error
+	status int // the final status the backend's answer was sent with
+}
+
+// WriteHeader records the final status (for the metrics) and sends it.
+func (w *attemptWriter) WriteHeader(code int) {
+	if code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
 }
 
 // Unwrap lets http.ResponseController reach the server's writer.
@@ -88,8 +98,13 @@ func rewriteTo(target *url.URL) func(*httputil.ProxyRequest) {
 // serveHTTP is the balancer's handler: pick a backend, forward, and on a
 // refused connection (the request never left) try the next one.
 func (b *Balancer) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == MetricsPath {
+		b.serveMetrics(w, r)
+		return
+	}
 	replayable, err := prepareBody(r)
 	if err != nil {
+		b.countAnswer(nil, http.StatusBadRequest)
 		writeJSON(w, http.StatusBadRequest, badBodyBody, nil)
 		return
 	}
@@ -122,11 +137,13 @@ func (b *Balancer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		if r.Context().Err() != nil {
 			// The client left (or Close cancelled it). Whether the request
 			// took effect is unknown to it anyway; do not blame the backend.
+			b.countAnswer(be, http.StatusBadGateway)
 			writeOutcomeUnknown(w, be.url, err)
 			return
 		}
 		if !isDialError(err) {
 			// The request may have reached the backend: never resend it.
+			b.countAnswer(be, http.StatusBadGateway)
 			writeOutcomeUnknown(w, be.url, err)
 			return
 		}
@@ -136,6 +153,7 @@ func (b *Balancer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Header().Del(BackendHeader)
+	b.countAnswer(nil, http.StatusServiceUnavailable)
 	writeJSON(w, http.StatusServiceUnavailable, unavailableBody, retryAfterOne)
 }
 
@@ -148,19 +166,23 @@ func (b *Balancer) release(a *attempt) {
 func (b *Balancer) forward(be *backend, a *attempt, r *http.Request) error {
 	be.requests.Add(1)
 	be.inFlight.Add(1)
-	a.w.err = nil
+	a.w.err, a.w.status = nil, 0
 	defer func() {
 		be.inFlight.Add(-1)
 		if p := recover(); p != nil {
 			// ReverseProxy aborts with http.ErrAbortHandler when the
 			// backend's connection fails after the response started.
 			be.failures.Add(1)
+			b.countAnswer(be, a.w.status)
 			panic(p)
 		}
 	}()
 	be.proxy.ServeHTTP(&a.w, r)
 	if a.w.err != nil && r.Context().Err() == nil {
 		be.failures.Add(1)
+	}
+	if a.w.err == nil {
+		b.countAnswer(be, cmp.Or(a.w.status, http.StatusOK))
 	}
 	return a.w.err
 }

@@ -193,7 +193,9 @@ func (s *Server) handleAcquire(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, ErrUnavailable)
 		return
 	}
+	start := time.Now()
 	g, err := s.acquire(r.Context(), req)
+	s.observeAcquire(start, err)
 	switch {
 	case err == nil:
 		s.stats.acquireOK.Add(1)
@@ -318,42 +320,13 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, r, http.StatusOK, map[string]string{"status": "ok", "name": s.cfg.Name})
 }
 
-// handleMetrics serves Stats in the Prometheus text format.
-func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
-	st := s.Stats()
-	var b strings.Builder
-	counter := func(name, help string, v int64) {
-		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s counter\n%s{server=%q} %d\n", name, help, name, name, s.cfg.Name, v)
-	}
-	counter("lockserver_requests_total", "HTTP requests received.", st.Requests)
-	counter("lockserver_rejected_total", "Requests refused by auth or the rate limit.", st.Rejected)
-	fmt.Fprintf(&b, "# HELP lockserver_acquires_total Acquires by result.\n# TYPE lockserver_acquires_total counter\n")
-	for _, kv := range []struct {
-		result string
-		v      int64
-	}{{"ok", st.AcquireOK}, {"busy", st.AcquireBusy}, {"unknown", st.AcquireUnknown}, {"unavailable", st.AcquireUnavailable}} {
-		fmt.Fprintf(&b, "lockserver_acquires_total{server=%q,result=%q} %d\n", s.cfg.Name, kv.result, kv.v)
-	}
-	counter("lockserver_releases_total", "Successful releases.", st.Releases)
-	counter("lockserver_release_not_holder_total", "Releases refused: not the holder.", st.ReleaseNotHolder)
-	counter("lockserver_renews_total", "Successful renews.", st.Renews)
-	counter("lockserver_renew_not_holder_total", "Renews refused: not the holder.", st.RenewNotHolder)
-	counter("lockserver_grant_txns_total", "Grant attempts (acquire txns) sent to etcd.", st.GrantTxns)
-	counter("lockserver_etcd_errors_total", "etcd calls that failed.", st.EtcdErrors)
-	fmt.Fprintf(&b, "# HELP lockserver_waiters Blocked acquires queued now.\n# TYPE lockserver_waiters gauge\nlockserver_waiters{server=%q} %d\n", s.cfg.Name, st.Waiters)
-	if s.checkpoint(r.Context()) != nil {
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	_, _ = io.WriteString(w, b.String())
-}
-
 // writeJSON writes v after the pre-response checkpoint (a paused server
 // holds its answers).
 func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
 	if s.checkpoint(r.Context()) != nil {
 		return // closed or the client left: nobody to answer
 	}
+	s.countRequest(r, status)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead {

@@ -105,6 +105,7 @@ type Server struct {
 
 	pause   pauser
 	stats   counters
+	metrics *metrics
 	limiter *rate.Limiter // nil: no rate limit
 
 	// unsafeHook, when set by tests, runs between the Get and the Put of the
@@ -150,6 +151,7 @@ func New(cfg Config) (*Server, error) {
 		s.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), cfg.RateBurst)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.metrics = newMetrics(s)
 	s.handler = s.routes()
 	return s, nil
 }
