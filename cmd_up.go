@@ -4,10 +4,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
 	"github.com/locksim/locksim/sim"
+	"github.com/locksim/locksim/web"
 )
 
 func (m *Main) up(ctx context.Context, args []string) int {
@@ -28,6 +30,8 @@ func (m *Main) up(ctx context.Context, args []string) int {
 		etcdLog     = fs.String("etcd-log", "", "append etcd's logs to this file (default: discarded)")
 		dataDir     = fs.String("data-dir", "", "where etcd keeps its data (default: a temporary dir removed on exit)")
 		interval    = fs.Duration("status-every", time.Second, "how often to print the status line (0 = never)")
+		webAddr     = fs.String("web", "127.0.0.1:8080", "serve the visualizer here (port 0 = any free port; \"\" or \"off\" = no web UI)")
+		token       = fs.String("control-token", "", "when set, the page's controls need this token (?token=...); everyone else is a read-only viewer")
 	)
 	if err := fs.Parse(args); err != nil {
 		return exitBadInput
@@ -70,6 +74,13 @@ func (m *Main) up(ctx context.Context, args []string) int {
 	if err != nil {
 		return m.errorf("up: %v", err)
 	}
+	// Fail on a taken web port before booting anything.
+	withWeb := *webAddr != "" && *webAddr != "off"
+	if withWeb {
+		if err := checkListen(*webAddr); err != nil {
+			return m.errorf("up: --web %s: %v", *webAddr, err)
+		}
+	}
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = sb.Start(startCtx)
 	cancel()
@@ -85,7 +96,35 @@ func (m *Main) up(ctx context.Context, args []string) int {
 		}
 	}()
 	addrs := sb.Addresses()
+	var uiURL string
+	if withWeb {
+		view := sim.NewWeb(sb, sim.WebConfig{})
+		srv, err := web.New(web.Config{
+			Listen:       *webAddr,
+			ControlToken: *token,
+			Scenarios:    sim.WebScenarios,
+			HistoryHTML:  view.HistoryHTML,
+			ExportName:   "recorded",
+		}, view, view)
+		if err == nil {
+			err = srv.Start(ctx)
+		}
+		if err != nil {
+			fmt.Fprintf(m.Stderr, "locksim: up: web UI: %v\n", err)
+			return exitFailed
+		}
+		if err := view.Start(ctx); err != nil {
+			fmt.Fprintf(m.Stderr, "locksim: up: web UI: %v\n", err)
+			return exitFailed
+		}
+		defer view.Close()
+		defer srv.Close()
+		uiURL = srv.URL()
+	}
 	fmt.Fprintf(m.Stdout, "locksim is up (pace %s)\n", sb.Config().Pace)
+	if uiURL != "" {
+		fmt.Fprintf(m.Stdout, "  web UI       %s   <- open in a browser\n", uiURL)
+	}
 	fmt.Fprintf(m.Stdout, "  balancer     %s   <- point clients and curl here\n", addrs.Balancer)
 	for _, name := range sortedKeys(addrs.LockServers) {
 		fmt.Fprintf(m.Stdout, "  %-12s %s\n", name, addrs.LockServers[name])
@@ -96,6 +135,9 @@ func (m *Main) up(ctx context.Context, args []string) int {
 	fmt.Fprintf(m.Stdout, "try: curl -s -XPOST %s/locks/acquire -H 'Content-Type: application/json' -d '{\"resourceId\":\"demo\",\"ttl\":10,\"clientId\":\"me\"}'\n", addrs.Balancer)
 	if m.Ready != nil {
 		m.Ready(addrs)
+	}
+	if m.ReadyUI != nil && uiURL != "" {
+		m.ReadyUI(uiURL)
 	}
 	sb.StartWorkload(ctx)
 
@@ -116,6 +158,15 @@ func (m *Main) up(ctx context.Context, args []string) int {
 			prev = cur
 		}
 	}
+}
+
+// checkListen reports whether addr can be listened on now.
+func checkListen(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return ln.Close()
 }
 
 func splitList(s string) []string {

@@ -5,6 +5,8 @@
 //	locksim up                      the sandbox with a default workload
 //	locksim run FILE...             scenario files, headless, with a verdict
 //	locksim check HISTORY.jsonl     check a recorded history offline
+//	locksim serve lockserver|balancer  one component as a real process
+//	locksim view DIR                open a finished run in the visualizer
 //
 // Run `locksim help` for every command and flag.
 package main
@@ -40,6 +42,8 @@ type Main struct {
 	Stdout, Stderr io.Writer
 	// Ready, when set, is called by `up` once the sandbox serves (tests use it).
 	Ready func(sim.Addresses)
+	// ReadyUI, when set, is called by `up` with the web UI's URL once it serves.
+	ReadyUI func(url string)
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -54,9 +58,15 @@ func sortedKeys[V any](m map[string]V) []string {
 const usage = `locksim — a distributed locking service in one process, broken on purpose.
 
 Usage:
-  locksim up [flags]                  boot the sandbox with a default workload (Ctrl-C stops it)
+  locksim up [flags]                  boot the sandbox with a default workload and the web UI
+                                      at --web (default http://127.0.0.1:8080/; Ctrl-C stops it)
   locksim run FILE... [flags]         run scenario files headless; exit 0 when every expectation holds
+                                      (--ui serves the page during the run)
   locksim check HISTORY.jsonl         check a recorded history; exit 0 linearizable, 1 violated
+  locksim serve lockserver --etcd URLS --listen ADDR     one lock server as its own process, against an external etcd
+  locksim serve balancer --backends URLS --listen ADDR   the load balancer as its own process
+  locksim view DIR [--web ADDR]       open a finished run (a folder with frames.jsonl) in the page
+  locksim bench [flags]               benchmarks: raw etcd vs lock server vs balancer vs haproxy vs etcd Mutex
   locksim help                        this text
 
 Run "locksim COMMAND -h" for a command's flags.
@@ -76,11 +86,17 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		return m.run(ctx, args[1:])
 	case "check":
 		return m.check(ctx, args[1:])
+	case "serve":
+		return m.serve(ctx, args[1:])
+	case "view":
+		return m.view(ctx, args[1:])
+	case "bench":
+		return m.bench(ctx, args[1:])
 	case "help", "-h", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return exitOK
 	default:
-		fmt.Fprintf(m.Stderr, "locksim: unknown command %q (want up, run, check or help)\n", args[0])
+		fmt.Fprintf(m.Stderr, "locksim: unknown command %q (want up, run, check, view or help)\n", args[0])
 		return exitBadInput
 	}
 }

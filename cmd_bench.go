@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/locksim/locksim/sim"
+)
+
+func (m *Main) bench(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	var (
+		duration = fs.Duration("duration", 0, "length of each measured point (default 2s; --quick 200ms)")
+		conc     = fs.String("concurrency", "", "comma-separated client counts (default 1,16,64,256; --quick 1,8)")
+		jsonOut  = fs.String("json", "", "also write the rows as a JSON array to this file")
+		only     = fs.String("only", "", "comma-separated suites to run: "+strings.Join(sim.BenchSuites, ","))
+		fsync    = fs.Bool("fsync", false, "make etcd fsync its WAL (off by default, like the sandbox)")
+		quick    = fs.Bool("quick", false, "a smoke run of every suite in seconds (not a measurement)")
+		haproxy  = fs.String("haproxy", "haproxy", "haproxy binary for the haproxy suite (skipped when missing)")
+	)
+	if err := fs.Parse(args); err != nil {
+		return exitBadInput
+	}
+	if fs.NArg() != 0 {
+		return m.errorf("bench: unexpected argument %q", fs.Arg(0))
+	}
+	cfg := sim.BenchConfig{Duration: *duration, Fsync: *fsync, Quick: *quick, HAProxy: *haproxy,
+		Only: splitList(*only), Progress: m.Stderr}
+	if *duration < 0 {
+		return m.errorf("bench: --duration must not be negative")
+	}
+	for _, s := range splitList(*conc) {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return m.errorf("bench: --concurrency: %q is not a positive integer", s)
+		}
+		cfg.Concurrency = append(cfg.Concurrency, n)
+	}
+	for _, s := range cfg.Only {
+		if !contains(sim.BenchSuites, s) {
+			return m.errorf("bench: --only: unknown suite %q (want %s)", s, strings.Join(sim.BenchSuites, ", "))
+		}
+	}
+	start := time.Now()
+	rep, err := sim.RunBench(ctx, cfg)
+	if rep != nil {
+		printBench(m, rep)
+	}
+	if err != nil {
+		fmt.Fprintf(m.Stderr, "locksim: bench: %v\n", err)
+		return exitFailed
+	}
+	fmt.Fprintf(m.Stdout, "total %s\n", time.Since(start).Round(time.Second))
+	if *jsonOut != "" {
+		b, err := json.MarshalIndent(rep.Rows, "", "  ")
+		if err == nil {
+			err = os.WriteFile(*jsonOut, append(b, '\n'), 0o644)
+		}
+		if err != nil {
+			fmt.Fprintf(m.Stderr, "locksim: bench: %v\n", err)
+			return exitFailed
+		}
+	}
+	return exitOK
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func printBench(m *Main, rep *sim.BenchReport) {
+	tw := tabwriter.NewWriter(m.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "name\tclients\tkeys\tcycles/s\tp50 ms\tp95 ms\tp99 ms\twrites/cycle\tgrant txns/cycle\twake-ups/cycle\tallocs/cycle\terrors\t")
+	for _, r := range rep.Rows {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.0f\t%d\t\n", r.Name, r.Concurrency, r.Keys,
+			r.CyclesPerSec, r.P50Ms, r.P95Ms, r.P99Ms, r.WritesPerCycle, r.GrantTxnsPerCycle, r.WakeupsPerCycle, r.AllocsPerCycle, r.Errors)
+	}
+	_ = tw.Flush()
+	for _, r := range rep.Rows {
+		switch {
+		case r.Held > 0:
+			fmt.Fprintf(m.Stdout, "scale: %d held: acquire p50 %.2f ms; %.0f B of etcd db and %.0f B of RSS per held lock\n",
+				r.Held, r.P50Ms, r.DBBytesPerLock, r.RSSBytesPerLock)
+		case r.Note != "":
+			fmt.Fprintf(m.Stdout, "%s: %s\n", r.Name, r.Note)
+		}
+	}
+	for _, n := range rep.Notes {
+		fmt.Fprintf(m.Stdout, "note: %s\n", n)
+	}
+}
