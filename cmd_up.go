@@ -5,9 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/locksim/locksim/lockserver"
 	"github.com/locksim/locksim/sim"
 	"github.com/locksim/locksim/web"
 )
@@ -31,6 +33,9 @@ func (m *Main) up(ctx context.Context, args []string) int {
 		dataDir     = fs.String("data-dir", "", "where etcd keeps its data (default: a temporary dir removed on exit)")
 		interval    = fs.Duration("status-every", time.Second, "how often to print the status line (0 = never)")
 		webAddr     = fs.String("web", "127.0.0.1:8080", "serve the visualizer here (port 0 = any free port; \"\" or \"off\" = no web UI)")
+		etcdURLs    = fs.String("etcd", "", "comma-separated client URLs of an external etcd cluster to use instead of the embedded members (member faults are then unavailable)")
+		authFile    = fs.String("auth-file", "", "API keys, one \"KEY CLIENT_ID\" per line: the lock service then requires Authorization: Bearer KEY (simulated clients get keys of their own)")
+		rateLimit   = fs.Float64("rate-limit", 0, "per-client requests per second at each lock server (0 = unlimited; over it: 429)")
 		token       = fs.String("control-token", "", "when set, the page's controls need this token (?token=...); everyone else is a read-only viewer")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -39,7 +44,22 @@ func (m *Main) up(ctx context.Context, args []string) int {
 	if fs.NArg() > 0 {
 		return m.errorf("up: unexpected argument %q", fs.Arg(0))
 	}
+	var keys map[string]string
+	if *authFile != "" {
+		f, err := os.Open(*authFile)
+		if err != nil {
+			return m.errorf("up: --auth-file: %v", err)
+		}
+		keys, err = lockserver.ParseAPIKeys(f, *authFile)
+		f.Close()
+		if err != nil {
+			return m.errorf("up: %v", err)
+		}
+	}
 	cfg := sim.Config{
+		ExternalEtcd:   splitList(*etcdURLs),
+		APIKeys:        keys,
+		RateLimit:      *rateLimit,
 		LockServers:    *lockServers,
 		Clients:        *clients,
 		Policy:         *policy,

@@ -96,7 +96,7 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		fmt.Fprint(m.Stdout, usage)
 		return exitOK
 	default:
-		fmt.Fprintf(m.Stderr, "locksim: unknown command %q (want up, run, check, view or help)\n", args[0])
+		fmt.Fprintf(m.Stderr, "locksim: unknown command %q (want up, run, check, serve, view, bench or help)\n", args[0])
 		return exitBadInput
 	}
 }

@@ -13,6 +13,8 @@ type Status struct {
 	Leader     string        `json:"leader"`
 	Term       uint64        `json:"term"`
 	MembersUp  int           `json:"membersUp"`
+	Members    int           `json:"members"`
+	External   bool          `json:"external"` // etcd is not embedded`
 	HeldLocks  int           `json:"heldLocks"`
 	AcquiresOK uint64        `json:"acquiresOk"`
 	Failed     uint64        `json:"failed"`
@@ -23,8 +25,10 @@ type Status struct {
 // Status reads the current summary.
 func (sb *Sandbox) Status() Status {
 	st := Status{At: sb.now(), Leader: "-"}
+	st.External = sb.cluster == nil
 	if sb.cluster != nil {
 		for _, m := range sb.cluster.Status() {
+			st.Members++
 			if m.Up {
 				st.MembersUp++
 			}
@@ -55,8 +59,13 @@ func StatusLine(prev, cur Status) string {
 		rate = float64(cur.AcquiresOK-prev.AcquiresOK) / secs
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "t=%5.1fs leader=%s term=%d members=%d/3 held=%d acquires/s=%.0f",
-		cur.At.Seconds(), cur.Leader, cur.Term, cur.MembersUp, cur.HeldLocks, rate)
+	fmt.Fprintf(&b, "t=%5.1fs ", cur.At.Seconds())
+	if cur.External {
+		b.WriteString("etcd=external")
+	} else {
+		fmt.Fprintf(&b, "leader=%s term=%d members=%d/%d", cur.Leader, cur.Term, cur.MembersUp, cur.Members)
+	}
+	fmt.Fprintf(&b, " held=%d acquires/s=%.0f", cur.HeldLocks, rate)
 	fmt.Fprintf(&b, " busy/failed=%d unknown=%d", cur.Failed-prev.Failed, cur.Unknown-prev.Unknown)
 	return b.String()
 }
