@@ -48,3 +48,7 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 1m): request decoding,
 .PHONY: soak
 soak: build ## 10 minutes of seeded random faults with fencing on (scenarios/soak/soak-10m.yaml) into ./out
 	./locksim run --out out scenarios/soak/soak-10m.yaml
+
+.PHONY: bench
+bench: ## benchmarks: raw etcd vs lock server vs balancer vs haproxy vs etcd Mutex, failover, scale, checker (ARGS="--quick"; writes bench.json)
+	$(GO) run . bench --json bench.json $(ARGS)

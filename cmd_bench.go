@@ -92,7 +92,7 @@ func printBench(m *Main, rep *sim.BenchReport) {
 	for _, r := range rep.Rows {
 		switch {
 		case r.Held > 0:
-			fmt.Fprintf(m.Stdout, "scale: %d held: acquire p50 %.2f ms; %.0f B of etcd db and %.0f B of RSS per held lock\n",
+			fmt.Fprintf(m.Stdout, "scale: %d held: acquire p50 %.2f ms; %.0f B of etcd db (per member) and %.0f B of process RSS (3 members) per held lock\n",
 				r.Held, r.P50Ms, r.DBBytesPerLock, r.RSSBytesPerLock)
 		case r.Note != "":
 			fmt.Fprintf(m.Stdout, "%s: %s\n", r.Name, r.Note)

@@ -398,7 +398,11 @@ func (s *Server) release(ctx context.Context, req releaseRequest) error {
 	cctx, cancel := s.etcdCtx(ctx)
 	defer cancel()
 	resp, err := s.kv().Txn(cctx).If(ownedBy(req.ResourceID, req.LockToken, leaseID)...).
-		Then(clientv3.OpDelete(lockKey(req.ResourceID)), clientv3.OpDelete(infoKey(req.ResourceID))).Commit()
+		Then(clientv3.OpDelete(lockKey(req.ResourceID)), clientv3.OpDelete(infoKey(req.ResourceID)),
+			// A receipt under the same lease (gone with the revoke below):
+			// it tells a watcher that this release, not the lease's
+			// expiry, ended the grant.
+			clientv3.OpPut(releasedKey(req.ResourceID), hashToken(req.LockToken), clientv3.WithLease(leaseID))).Commit()
 	if err != nil {
 		return s.writeErr(err, "release txn")
 	}

@@ -29,6 +29,7 @@ const (
 
 func lockKey(id string) string       { return lockPrefix + id }
 func infoKey(id string) string       { return infoPrefix + id }
+func releasedKey(id string) string   { return ReleasedPrefix + id }
 func waitersPrefix(id string) string { return waiterPrefix + id + "#/" }
 func waiterKey(id string, lease clientv3.LeaseID) string {
 	return waitersPrefix(id) + strconv.FormatInt(int64(lease), 16)
@@ -87,6 +88,20 @@ func hashToken(tok string) string {
 // fencing token, and each release or expiry as a delete. The sandbox's
 // observer uses it to know who holds each lock in etcd.
 const InfoPrefix = infoPrefix
+
+// ReleasedPrefix holds release receipts: a successful release writes
+// ReleasedPrefix+resourceId = SHA-256 of the released token, in the same txn
+// that deletes the lock, under the lock's own lease (so it disappears with
+// the lease). A watcher thus tells a release from a lease expiry. Keys under
+// InfoPrefix and ReleasedPrefix are exactly the range [InfoPrefix, WatchEnd).
+const ReleasedPrefix = "/lockrel/"
+
+// WatchEnd ends the key range [InfoPrefix, WatchEnd) that holds every lock
+// record and every release receipt, and nothing else.
+const WatchEnd = "/lockrel0"
+
+// HashToken is what etcd stores of a lock token (hex SHA-256).
+func HashToken(tok string) string { return hashToken(tok) }
 
 // Record is a lock's metadata as stored in etcd.
 type Record struct {

@@ -840,6 +840,7 @@ func (env *benchEnv) scale(ctx context.Context, cfg BenchConfig, add func(BenchR
 			return err
 		}
 		row.Name = "scale"
+		row.Note = fmt.Sprintf("%d other locks held (own lease each), through the balancer", held)
 		if held > 0 {
 			runtime.GC()
 			row.RSSBytesPerLock = float64(rssBytes()-rss0) / float64(held)

@@ -12,22 +12,24 @@ import (
 	"github.com/locksim/locksim/lockserver"
 )
 
-// observer watches /locks/ in etcd with its own client (not through the
-// fault network): it knows who holds each lock in etcd right now, and keeps
-// every grant etcd recorded so that acquires whose outcome a client could not
-// learn can be resolved afterwards, the way etcd's robustness tests patch
-// histories from what the cluster persisted.
+// observer watches the lock records and release receipts in etcd with its
+// own client (not through the fault network): it knows who holds each lock
+// in etcd right now, and keeps every grant and every release etcd recorded,
+// so that acquires and releases whose outcome a client could not learn can
+// be resolved afterwards, the way etcd's robustness tests patch histories
+// from what the cluster persisted.
 type observer struct {
 	cli    *clientv3.Client
 	cancel context.CancelFunc
 	done   chan struct{}
 	now    func() time.Duration
 
-	mu     sync.Mutex
-	held   map[string]heldLock // resource -> current holder in etcd
-	grants []grantRec          // every grant etcd recorded, in revision order
-	rev    int64               // last revision seen
-	seen   chan struct{}       // closed and replaced when rev moves
+	mu       sync.Mutex
+	held     map[string]heldLock      // resource -> current holder in etcd
+	grants   []grantRec               // every grant etcd recorded, in revision order
+	released map[string]time.Duration // token hash -> when its release receipt was seen
+	rev      int64                    // last revision seen
+	seen     chan struct{}            // closed and replaced when rev moves
 }
 
 type heldLock struct {
@@ -55,7 +57,7 @@ func newObserver(ctx context.Context, endpoints []string, now func() time.Durati
 		seen: make(chan struct{}),
 	}
 	gctx, gcancel := context.WithTimeout(ctx, 5*time.Second)
-	resp, err := cli.Get(gctx, lockserver.InfoPrefix, clientv3.WithPrefix())
+	resp, err := cli.Get(gctx, lockserver.InfoPrefix, clientv3.WithRange(lockserver.WatchEnd))
 	gcancel()
 	if err != nil {
 		cli.Close()
@@ -74,7 +76,7 @@ func newObserver(ctx context.Context, endpoints []string, now func() time.Durati
 func (o *observer) loop(ctx context.Context, from int64) {
 	defer close(o.done)
 	for ctx.Err() == nil {
-		wch := o.cli.Watch(ctx, lockserver.InfoPrefix, clientv3.WithPrefix(), clientv3.WithRev(from), clientv3.WithPrevKV(), clientv3.WithProgressNotify())
+		wch := o.cli.Watch(ctx, lockserver.InfoPrefix, clientv3.WithRange(lockserver.WatchEnd), clientv3.WithRev(from), clientv3.WithPrevKV(), clientv3.WithProgressNotify())
 		for resp := range wch {
 			if resp.Err() != nil {
 				break
@@ -85,7 +87,9 @@ func (o *observer) loop(ctx context.Context, from int64) {
 				case clientv3.EventTypePut:
 					o.putLocked(ev.Kv.Key, ev.Kv.Value, ev.Kv.ModRevision, ev.Kv.Lease)
 				case clientv3.EventTypeDelete:
-					delete(o.held, strings.TrimPrefix(string(ev.Kv.Key), lockserver.InfoPrefix))
+					if k := string(ev.Kv.Key); strings.HasPrefix(k, lockserver.InfoPrefix) {
+						delete(o.held, strings.TrimPrefix(k, lockserver.InfoPrefix))
+					}
 				}
 			}
 			if resp.Header.Revision > o.rev {
@@ -110,6 +114,10 @@ func (o *observer) put(key, value []byte, rev, lease int64) {
 }
 
 func (o *observer) putLocked(key, value []byte, rev, lease int64) {
+	if strings.HasPrefix(string(key), lockserver.ReleasedPrefix) {
+		o.released[string(value)] = o.now()
+		return
+	}
 	rec, err := lockserver.DecodeRecord(value)
 	if err != nil {
 		return
@@ -140,6 +148,15 @@ func (o *observer) Held() map[string]heldLock {
 		out[k] = v
 	}
 	return out
+}
+
+// Released reports whether etcd recorded a successful release of the lock
+// token with this hash, and when the observer saw it.
+func (o *observer) Released(hash string) (time.Duration, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	at, ok := o.released[hash]
+	return at, ok
 }
 
 // Grants returns every grant seen so far, in revision order.

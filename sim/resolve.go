@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/locksim/locksim/history"
+	"github.com/locksim/locksim/lockserver"
 )
 
 // resolveUnknownAcquires settles acquires whose outcome the client could not
@@ -19,8 +20,13 @@ import (
 // neighbouring successful acquires: that acquire becomes "ok" with the grant's
 // fencing token, returning when the observer saw the grant. An unknown acquire
 // for which etcd recorded no grant had no effect and becomes "fail". The
-// observer must have caught up with etcd first (observer.Sync). Releases and
-// renewals stay unknown: the checker's model treats them both ways.
+// observer must have caught up with etcd first (observer.Sync).
+//
+// A release whose outcome is unknown is settled by the release receipt the
+// lock server writes in the same txn that deletes the lock: with a receipt
+// for its token it took effect ("ok", returning when the observer saw the
+// receipt), without one it did not ("fail" with code resolved_not_applied,
+// which claims nothing about who holds the lock). Renewals stay unknown.
 func (sb *Sandbox) resolveUnknownAcquires(ops []history.Op) ([]history.Op, int) {
 	grants := sb.observer.Grants()
 	byOwner := map[string][]grantRec{}
@@ -83,6 +89,7 @@ func (sb *Sandbox) resolveUnknownAcquires(ops []history.Op) ([]history.Op, int) 
 					ret = max(ret, int64(sb.now()))
 				}
 				op.Return = &ret
+				op.Output.Code = history.ResolveCode
 				op.Output.Error = "outcome resolved from etcd: no grant was recorded"
 				resolved++
 				continue
@@ -98,6 +105,23 @@ func (sb *Sandbox) resolveUnknownAcquires(ops []history.Op) ([]history.Op, int) 
 			op.Output.Error = "outcome resolved from etcd: granted"
 			resolved++
 		}
+	}
+	for i := range ops {
+		op := &ops[i]
+		if op.Op != "release" || op.Outcome != history.Unknown {
+			continue
+		}
+		if at, ok := sb.observer.Released(lockserver.HashToken(op.Input.LockToken)); ok {
+			ret := max(int64(at), op.Call)
+			op.Outcome, op.Return = history.OK, &ret
+			op.Output.Error = "outcome resolved from etcd: released"
+		} else {
+			ret := max(int64(sb.now()), op.Call)
+			op.Outcome, op.Return = history.Fail, &ret
+			op.Output.Code = history.ResolveCode
+			op.Output.Error = "outcome resolved from etcd: no release was recorded"
+		}
+		resolved++
 	}
 	return ops, resolved
 }

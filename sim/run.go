@@ -266,6 +266,12 @@ wait:
 	elapsed := sb.now()
 
 	ops := sb.rec.Ops()
+	if slices.ContainsFunc(ops, func(op history.Op) bool { return op.Outcome == history.Unknown }) {
+		// A request a client gave up on may still be inside a lock server;
+		// every etcd call there ends within EtcdTimeout. Let them settle
+		// before reading what etcd recorded.
+		sleepCtx(ctx, sb.cfg.EtcdTimeout+500*time.Millisecond)
+	}
 	syncCtx, scancel := context.WithTimeout(ctx, 10*time.Second)
 	serr := sb.observer.Sync(syncCtx)
 	scancel()
