@@ -50,11 +50,12 @@ func newObserver(ctx context.Context, endpoints []string, now func() time.Durati
 		return nil, err
 	}
 	o := &observer{
-		cli:  cli,
-		done: make(chan struct{}),
-		now:  now,
-		held: map[string]heldLock{},
-		seen: make(chan struct{}),
+		cli:      cli,
+		done:     make(chan struct{}),
+		now:      now,
+		held:     map[string]heldLock{},
+		released: map[string]time.Duration{},
+		seen:     make(chan struct{}),
 	}
 	gctx, gcancel := context.WithTimeout(ctx, 5*time.Second)
 	resp, err := cli.Get(gctx, lockserver.InfoPrefix, clientv3.WithRange(lockserver.WatchEnd))
