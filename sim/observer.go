@@ -28,6 +28,7 @@ type observer struct {
 	held     map[string]heldLock      // resource -> current holder in etcd
 	grants   []grantRec               // every grant etcd recorded, in revision order
 	released map[string]time.Duration // token hash -> when its release receipt was seen
+	ended    map[int64]time.Duration  // grant revision -> when its deletion (release, revoke or expiry) was seen
 	rev      int64                    // last revision seen
 	seen     chan struct{}            // closed and replaced when rev moves
 }
@@ -55,6 +56,7 @@ func newObserver(ctx context.Context, endpoints []string, now func() time.Durati
 		now:      now,
 		held:     map[string]heldLock{},
 		released: map[string]time.Duration{},
+		ended:    map[int64]time.Duration{},
 		seen:     make(chan struct{}),
 	}
 	gctx, gcancel := context.WithTimeout(ctx, 5*time.Second)
@@ -90,6 +92,9 @@ func (o *observer) loop(ctx context.Context, from int64) {
 				case clientv3.EventTypeDelete:
 					if k := string(ev.Kv.Key); strings.HasPrefix(k, lockserver.InfoPrefix) {
 						delete(o.held, strings.TrimPrefix(k, lockserver.InfoPrefix))
+						if ev.PrevKv != nil {
+							o.ended[ev.PrevKv.ModRevision] = o.now()
+						}
 					}
 				}
 			}
@@ -157,6 +162,14 @@ func (o *observer) Released(hash string) (time.Duration, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	at, ok := o.released[hash]
+	return at, ok
+}
+
+// Ended reports when the observer saw the grant of that revision deleted.
+func (o *observer) Ended(rev int64) (time.Duration, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	at, ok := o.ended[rev]
 	return at, ok
 }
 

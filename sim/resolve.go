@@ -1,6 +1,8 @@
 package sim
 
 import (
+	"cmp"
+	"fmt"
 	"math"
 	"slices"
 
@@ -41,6 +43,7 @@ func (sb *Sandbox) resolveUnknownAcquires(ops []history.Op) ([]history.Op, int) 
 		}
 	}
 	resolved := 0
+	var synth []history.Op
 	for client, idx := range perClient {
 		slices.SortFunc(idx, func(a, b int) int { return int(ops[a].Call - ops[b].Call) })
 		claimed := map[int64]bool{}
@@ -104,6 +107,22 @@ func (sb *Sandbox) resolveUnknownAcquires(ops []history.Op) ([]history.Op, int) 
 			op.Output.TTL = &ttl
 			op.Output.Error = "outcome resolved from etcd: granted"
 			resolved++
+			// Nobody learned this grant's token, so no client releases it;
+			// but a lock server that got no answer revokes the lease at once,
+			// and otherwise it expires. Either way etcd deleted it: record
+			// that end as a release of the grant, bounded by when the
+			// observer saw the deletion, so the checker knows the lock was
+			// free again from then on.
+			if end, ok := sb.observer.Ended(g.Revision); ok {
+				tok := fmt.Sprintf("resolved-grant-%d", g.Revision)
+				op.Output.LockToken = tok
+				endRet := max(int64(end), ret)
+				synth = append(synth, history.Op{
+					Client: client, Op: history.OpRelease, Resource: op.Resource,
+					Input: history.Input{LockToken: tok}, Call: op.Call, Return: &endRet, Outcome: history.OK,
+					Output: history.Output{Error: "synthesized from etcd: the grant's lease was revoked or expired"},
+				})
+			}
 		}
 	}
 	for i := range ops {
@@ -123,5 +142,7 @@ func (sb *Sandbox) resolveUnknownAcquires(ops []history.Op) ([]history.Op, int) 
 		}
 		resolved++
 	}
+	ops = append(ops, synth...)
+	slices.SortStableFunc(ops, func(a, b history.Op) int { return cmp.Compare(a.Call, b.Call) })
 	return ops, resolved
 }
