@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -231,7 +230,7 @@ func (w *workload) client(ctx context.Context, id, key string, resources []strin
 		g, err := c.Acquire(actx, res, ttl, wait)
 		cancel()
 		if err != nil {
-			p.End(outcome(err), errOutput(err))
+			p.End(sim.OutcomeOf(err), sim.ErrOutput(err))
 			continue
 		}
 		gttl := g.TTL.Seconds()
@@ -262,32 +261,11 @@ func (w *workload) client(ctx context.Context, id, key string, resources []strin
 		err = c.Release(rctx, res, g.LockToken)
 		cancel()
 		if err != nil {
-			rl.End(outcome(err), errOutput(err))
+			rl.End(sim.OutcomeOf(err), sim.ErrOutput(err))
 		} else {
 			rl.End(history.OK, history.Output{})
 		}
 	}
-}
-
-// outcome maps a client error to a history outcome: only errors that prove
-// the request had no effect are failures.
-func outcome(err error) history.Outcome {
-	switch {
-	case errors.Is(err, lockserver.ErrBusy), errors.Is(err, lockserver.ErrNotHeld),
-		errors.Is(err, lockserver.ErrUnavailable), errors.Is(err, lockserver.ErrBadRequest):
-		return history.Fail
-	default:
-		return history.Unknown
-	}
-}
-
-func errOutput(err error) history.Output {
-	out := history.Output{Error: err.Error()}
-	var e *lockserver.Error
-	if errors.As(err, &e) {
-		out.Code = e.Code
-	}
-	return out
 }
 
 // TestServeProcesses is issue 7's proof: three `serve lockserver` processes

@@ -159,8 +159,8 @@ func (c *client) cycle(ctx context.Context, res string) {
 	g, err := c.lc.Acquire(actx, res, w.TTL, w.Wait)
 	cancel()
 	if err != nil {
-		out := outcomeOf(err)
-		p.End(out, errOutput(err))
+		out := OutcomeOf(err)
+		p.End(out, ErrOutput(err))
 		c.count(out)
 		return
 	}
@@ -228,16 +228,17 @@ func (c *client) cycle(ctx context.Context, res string) {
 	err = c.lc.Release(rctx, res, g.LockToken)
 	cancel()
 	if err != nil {
-		rlp.End(outcomeOf(err), errOutput(err))
+		rlp.End(OutcomeOf(err), ErrOutput(err))
 	} else {
 		rlp.End(history.OK, history.Output{})
 	}
 	c.setPhase(PhaseReleased)
 }
 
-// outcomeOf maps a lock client error to a history outcome: only errors that
-// prove the request had no effect are failures.
-func outcomeOf(err error) history.Outcome {
+// OutcomeOf maps a lock client error to a history outcome: only errors that
+// prove the request had no effect are failures; everything else (a timeout,
+// a dropped connection, outcome_unknown) is unknown, never coerced.
+func OutcomeOf(err error) history.Outcome {
 	switch {
 	case errors.Is(err, lockserver.ErrBusy), errors.Is(err, lockserver.ErrNotHeld),
 		errors.Is(err, lockserver.ErrUnavailable), errors.Is(err, lockserver.ErrBadRequest):
@@ -247,7 +248,8 @@ func outcomeOf(err error) history.Outcome {
 	}
 }
 
-func errOutput(err error) history.Output {
+// ErrOutput records a lock client error as a history output (message and code).
+func ErrOutput(err error) history.Output {
 	out := history.Output{Error: err.Error()}
 	var e *lockserver.Error
 	if errors.As(err, &e) {
