@@ -10,30 +10,45 @@
 //
 // # Semantics
 //
-// Acquire grants an etcd lease of the requested ttl (etcd rounds up to whole
-// seconds and to its minimum of 1.5 election timeouts; the answer's "ttl" and
-// "expiresAt" report the granted TTL, measured from just before the grant was
-// sent), then writes the lock in ONE txn that succeeds only if the lock key is
+// Acquire takes an etcd lease of the requested ttl (a pooled one restarted,
+// or a new grant; etcd rounds up to whole seconds and to its minimum of 1.5
+// election timeouts; the answer's "ttl" and "expiresAt" report the granted
+// TTL, measured from just before the grant or restart was sent), then writes the lock in ONE txn that succeeds only if the lock key is
 // absent and no waiter is queued. The fencingToken is the revision of that txn
 // (the lock key's CreateRevision), so it strictly increases from grant to
 // grant. The lockToken is "<lease id hex>.<160 random bits hex>" from
-// crypto/rand; etcd stores only its hash. On any failure the lease is revoked,
-// which also undoes a grant whose outcome is unknown.
+// crypto/rand; etcd stores only its hash. After lock_busy the lease is kept
+// for reuse; after any other failure it is revoked, which also undoes a grant
+// whose outcome is unknown.
 //
-// A blocking acquire (timeout > 0) queues a waiter key under its own lease
-// (covering the timeout plus 2 s, so a crashed server's waiters leave the
-// queue). The queue order is the waiter keys' CreateRevision, across all lock
-// servers. The head waiter watches the lock key for deletion (release or
+// Leases are pooled (Config.LeasePool): a release's txn proves the lock is
+// gone, so its lease goes back to a pool keyed by granted TTL, and the next
+// acquire with that TTL restarts it with KeepAliveOnce (the leader answers
+// without a Raft write) instead of granting a new one. A cycle costs two Raft
+// writes instead of four (grant, txn, txn, revoke). Release receipts live
+// under such leases until the resource's next grant deletes them.
+//
+// A blocking acquire (timeout > 0) whose first txn finds the lock taken
+// queues in that same txn: its Else branch writes a waiter key under the
+// acquire's own lease, which the server keeps alive while it waits (so a
+// crashed or frozen server's waiters leave the queue when that lease
+// expires). The queue order is the waiter keys' CreateRevision, across all
+// lock servers. The head waiter watches the lock key for deletion (release or
 // lease expiry); every other waiter watches only its predecessor's key, so
 // one release wakes one waiter and causes one grant txn. The head's grant txn
 // compares that the lock is absent and that no older waiter exists, and
 // deletes its waiter key. Nothing polls. On timeout the waiter leaves the
-// queue and gets 409 lock_busy.
+// queue and gets 409 lock_busy. Watches start at etcd's current revision and
+// are followed by one read: a watch from a past revision is "unsynced" and
+// etcd catches it up only every 100 ms, which on a contended key (the
+// revision moves between a read and a watch) delayed every hand-over.
 //
 // Release is one compare-and-delete txn on the stored hash and lease. Renew
-// restarts the lease (KeepAliveOnce) and then verifies ownership in a
-// linearizable txn. etcd cannot change a lease's TTL: renew restores the
-// granted TTL whatever "ttl" it is sent, and reports the TTL in effect.
+// verifies ownership in a linearizable txn, restarts the lease
+// (KeepAliveOnce) and verifies again: the first check keeps an old token from
+// restarting a pooled lease that now backs another lock. etcd cannot change
+// a lease's TTL: renew restores the granted TTL whatever "ttl" it is sent,
+// and reports the TTL in effect.
 // GET /locks/{resourceId} reads linearizably; its expiresAt comes from the
 // lease's remaining TTL, which etcd reports in whole seconds, and it adds
 // "waiters", the number of queued blocking acquires.

@@ -28,7 +28,7 @@ func (s *Server) acquireUnsafe(ctx context.Context, req acquireRequest, l *lease
 			if req.Timeout <= 0 || !s.cfg.Now().Before(deadline) {
 				return grant{}, ErrBusy
 			}
-			if err := s.waitDelete(ctx, lk, resp.Header.Revision, deadline); err != nil {
+			if _, err := s.waitDelete(ctx, lk, deadline); err != nil {
 				return grant{}, err
 			}
 			waited = true

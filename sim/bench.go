@@ -24,7 +24,7 @@ import (
 // Benchmark suites, in the order RunBench runs them.
 const (
 	BenchRaw      = "raw"      // the lock cycle's own etcd calls with clientv3: the ceiling
-	BenchRawPool  = "rawpool"  // raw with a pooled lease per client (KeepAliveOnce instead of grant+revoke)
+	BenchRawGrant = "rawgrant" // raw with a lease granted per lock and revoked at release (no lease pool)
 	BenchDirect   = "direct"   // HTTP on one lock server
 	BenchBalancer = "balancer" // the full path: our balancer in front of every lock server
 	BenchHAProxy  = "haproxy"  // Debian's haproxy in front of the same lock servers
@@ -35,7 +35,7 @@ const (
 )
 
 // BenchSuites lists every suite name accepted by BenchConfig.Only.
-var BenchSuites = []string{BenchRaw, BenchRawPool, BenchDirect, BenchBalancer, BenchHAProxy, BenchMutex, BenchFailover, BenchScale, BenchChecker}
+var BenchSuites = []string{BenchRaw, BenchRawGrant, BenchDirect, BenchBalancer, BenchHAProxy, BenchMutex, BenchFailover, BenchScale, BenchChecker}
 
 // ErrBench is wrapped by every benchmark configuration error.
 var ErrBench = errors.New("sim: bad bench config")
@@ -193,7 +193,7 @@ func RunBench(ctx context.Context, cfg BenchConfig) (*BenchReport, error) {
 		fmt.Fprintln(cfg.Progress, formatRow(r))
 	}
 	needEnv := false
-	for _, s := range []string{BenchRaw, BenchRawPool, BenchDirect, BenchBalancer, BenchHAProxy, BenchMutex, BenchFailover, BenchScale} {
+	for _, s := range []string{BenchRaw, BenchRawGrant, BenchDirect, BenchBalancer, BenchHAProxy, BenchMutex, BenchFailover, BenchScale} {
 		needEnv = needEnv || cfg.runs(s)
 	}
 	if needEnv {
@@ -236,7 +236,7 @@ func RunBench(ctx context.Context, cfg BenchConfig) (*BenchReport, error) {
 }
 
 // throughputPaths are the paths measured at every concurrency, in order.
-var throughputPaths = []string{BenchRaw, BenchRawPool, BenchDirect, BenchBalancer, BenchHAProxy, BenchMutex}
+var throughputPaths = []string{BenchRaw, BenchRawGrant, BenchDirect, BenchBalancer, BenchHAProxy, BenchMutex}
 
 func runOnEnv(ctx context.Context, env *benchEnv, cfg BenchConfig, add func(BenchRow)) error {
 	// Warm up every path (connections, sessions, caches).
@@ -253,7 +253,7 @@ func runOnEnv(ctx context.Context, env *benchEnv, cfg BenchConfig, add func(Benc
 				if !cfg.runs(name) || env.cycler(name) == nil {
 					continue
 				}
-				if (name == BenchRaw || name == BenchRawPool) && keys == KeysOne {
+				if (name == BenchRaw || name == BenchRawGrant) && keys == KeysOne {
 					continue // raw etcd has no queue: a contended raw cycle would be a busy loop
 				}
 				row, err := env.measure(ctx, name, keys, n, cfg.Duration, 0)

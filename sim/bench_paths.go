@@ -37,9 +37,9 @@ type worker interface {
 func (env *benchEnv) cycler(name string) cycler {
 	switch name {
 	case BenchRaw:
-		return rawCycler{env: env}
-	case BenchRawPool:
 		return rawCycler{env: env, pool: true}
+	case BenchRawGrant:
+		return rawCycler{env: env}
 	case BenchDirect:
 		return httpCycler{env: env, base: "http://" + env.servers[0].Addr()}
 	case BenchBalancer:
@@ -55,11 +55,13 @@ func (env *benchEnv) cycler(name string) cycler {
 	return nil
 }
 
-// rawCycler issues exactly the etcd calls of the lock server's cycle:
-// LeaseGrant + the grant txn, then the compare-and-delete txn + a
-// background LeaseRevoke. With pool, each client keeps one lease and
-// refreshes it with KeepAliveOnce (answered by the leader, no Raft write)
-// instead of the grant and the revoke: the ceiling of a lease pool.
+// rawCycler issues exactly the etcd calls of the lock server's cycle with
+// clientv3. With pool (the lock server's default, suite raw) each client
+// keeps one lease and restarts it with KeepAliveOnce (answered by the leader,
+// no Raft write), then the grant txn; release is the compare-and-delete txn
+// (which reads the lock record and writes the release receipt). Without pool
+// (suite rawgrant, a lock server with LeasePool < 0) every acquire grants a
+// lease and every release revokes it in the background: two more Raft writes.
 type rawCycler struct {
 	env  *benchEnv
 	pool bool
@@ -109,6 +111,7 @@ func (w rawWorker) acquire(ctx context.Context, key string) (any, error) {
 	).Then(
 		clientv3.OpPut(lk, h.hash, clientv3.WithLease(id)),
 		clientv3.OpPut("/lockinfo/"+key, `{"ownerId":"bench","ttl":30,"acquiredAt":"2026-01-01T00:00:00Z"}`, clientv3.WithLease(id)),
+		clientv3.OpDelete("/lockrel/"+key),
 	).Commit()
 	switch {
 	case err != nil:
@@ -125,7 +128,8 @@ func (w rawWorker) release(ctx context.Context, key string, held any) error {
 	resp, err := w.cli.Txn(clientv3.WithRequireLeader(ctx)).If(
 		clientv3.Compare(clientv3.Value(lk), "=", h.hash),
 		clientv3.Compare(clientv3.LeaseValue(lk), "=", h.lease),
-	).Then(clientv3.OpDelete(lk), clientv3.OpDelete("/lockinfo/"+key)).Commit()
+	).Then(clientv3.OpGet("/lockinfo/"+key), clientv3.OpDelete(lk), clientv3.OpDelete("/lockinfo/"+key),
+		clientv3.OpPut("/lockrel/"+key, h.hash, clientv3.WithLease(h.lease))).Commit()
 	if err != nil {
 		return err
 	}
