@@ -6,7 +6,7 @@
 //
 //	/locks/<resourceId>            hex SHA-256 of the lockToken, on the grant's lease
 //	/lockinfo/<resourceId>         {"ownerId","ttl","acquiredAt"}, same lease, same txn
-//	/waiters/<resourceId>#/<lease> a blocked acquire's place in the queue
+//	/waiters/<resourceId>#/<lease>.<random> a blocked acquire's place in the queue
 //
 // # Semantics
 //

@@ -18,7 +18,7 @@ import (
 //
 //	/locks/<resourceId>            = hex SHA-256 of the lockToken, attached to the grant's lease
 //	/lockinfo/<resourceId>         = lockInfo JSON, same lease, written in the same txn
-//	/waiters/<resourceId>#/<lease> = a blocked acquire's place in the queue (its own lease)
+//	/waiters/<resourceId>#/<lease>.<random> = a blocked acquire's place in the queue (under its lease)
 //
 // resourceIds cannot contain '#', so no waiter prefix is a prefix of another's.
 const (
@@ -31,8 +31,15 @@ func lockKey(id string) string       { return lockPrefix + id }
 func infoKey(id string) string       { return infoPrefix + id }
 func releasedKey(id string) string   { return ReleasedPrefix + id }
 func waitersPrefix(id string) string { return waiterPrefix + id + "#/" }
+
+// waiterKey names one registration in the queue: the lease id (which the
+// pool reuses) plus 64 random bits, so that a name is never used twice. A
+// reused name would let a waiter that read "my predecessor is K" watch a
+// newer, later-queued K instead, and the two would wait on each other.
 func waiterKey(id string, lease clientv3.LeaseID) string {
-	return waitersPrefix(id) + strconv.FormatInt(int64(lease), 16)
+	var b [8]byte
+	_, _ = io.ReadFull(rand.Reader, b[:]) // crypto/rand never fails on Linux
+	return waitersPrefix(id) + strconv.FormatInt(int64(lease), 16) + "." + hex.EncodeToString(b[:])
 }
 
 // lockInfo is the metadata stored next to a lock.
