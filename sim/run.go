@@ -73,13 +73,23 @@ type VariantReport struct {
 type RuntimeSample struct {
 	At         time.Duration `json:"atNs"`
 	Goroutines int           `json:"goroutines"`
-	HeapMB     float64       `json:"heapMB"`
+	HeapMB     float64       `json:"heapMB"`     // heap in use, garbage included
+	LiveHeapMB float64       `json:"liveHeapMB,omitempty"` // heap still reachable after a forced GC (long runs only)
 }
 
-func sampleRuntime(at time.Duration) RuntimeSample {
+// sampleRuntime samples the runtime; with live it first forces a garbage
+// collection, to tell live memory from garbage (long runs sample once a
+// minute, so the cost to the workload is small; short runs skip it).
+func sampleRuntime(at time.Duration, live bool) RuntimeSample {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return RuntimeSample{At: at, Goroutines: runtime.NumGoroutine(), HeapMB: float64(ms.HeapInuse) / (1 << 20)}
+	s := RuntimeSample{At: at, Goroutines: runtime.NumGoroutine(), HeapMB: float64(ms.HeapInuse) / (1 << 20)}
+	if live {
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		s.LiveHeapMB = float64(ms.HeapAlloc) / (1 << 20)
+	}
+	return s
 }
 
 // Latency holds percentiles of successful acquires, in milliseconds.
@@ -230,8 +240,10 @@ func runVariant(ctx context.Context, sc *scenarios.Scenario, variant string, see
 	// The run lasts its duration (or until every client finished its cycles).
 	workDone := make(chan struct{})
 	go func() { _ = sb.WaitWorkload(runCtx); close(workDone) }()
-	samples := []RuntimeSample{sampleRuntime(sb.now())}
-	every := time.NewTicker(max(sc.Duration/10, time.Second))
+	interval := max(sc.Duration/10, time.Second)
+	live := interval >= 30*time.Second
+	samples := []RuntimeSample{sampleRuntime(sb.now(), live)}
+	every := time.NewTicker(interval)
 	defer every.Stop()
 wait:
 	for {
@@ -242,11 +254,11 @@ wait:
 			cancel()
 			break wait
 		case <-every.C:
-			samples = append(samples, sampleRuntime(sb.now()))
+			samples = append(samples, sampleRuntime(sb.now(), live))
 		}
 	}
 	<-runDone
-	samples = append(samples, sampleRuntime(sb.now()))
+	samples = append(samples, sampleRuntime(sb.now(), live))
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
