@@ -73,7 +73,7 @@ type VariantReport struct {
 type RuntimeSample struct {
 	At         time.Duration `json:"atNs"`
 	Goroutines int           `json:"goroutines"`
-	HeapMB     float64       `json:"heapMB"`     // heap in use, garbage included
+	HeapMB     float64       `json:"heapMB"`               // heap in use, garbage included
 	LiveHeapMB float64       `json:"liveHeapMB,omitempty"` // heap still reachable after a forced GC (long runs only)
 }
 
