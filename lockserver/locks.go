@@ -352,24 +352,18 @@ func (s *Server) acquireSafe(ctx context.Context, req acquireRequest, l *lease, 
 // absent and nobody is queued, and otherwise (queue) appends a waiter key
 // under l in the same txn. ok reports the grant; w is the waiter otherwise.
 func (s *Server) arrive(ctx context.Context, req acquireRequest, l lease, queue bool) (g grant, ok bool, w waiter, err error) {
+	var key string
 	var els []clientv3.Op
 	if queue {
-		w.key = waiterKey(req.ResourceID, l.id)
-		els = []clientv3.Op{
-			clientv3.OpPut(w.key, req.ClientID, clientv3.WithLease(l.id)),
-			clientv3.OpGet(w.key, clientv3.WithKeysOnly()),
-		}
+		key = waiterKey(req.ResourceID, l.id)
+		els = queueOps(key, req.ClientID, l.id)
 	}
 	g, ok, resp, err := s.grantTxn(ctx, req, l, nil, els)
 	if err != nil || ok || !queue {
 		return g, ok, waiter{}, err
 	}
-	kvs := resp.Responses[1].GetResponseRange().GetKvs()
-	if len(kvs) != 1 {
-		return grant{}, false, waiter{}, fmt.Errorf("%w: waiter key missing after its put", ErrOutcomeUnknown)
-	}
-	w.rev = kvs[0].CreateRevision
-	return grant{}, false, w, nil
+	w, err = queued(key, resp)
+	return grant{}, false, w, err
 }
 
 // register appends a waiter key under l (re-queueing after the key was lost).
@@ -380,13 +374,25 @@ func (s *Server) register(ctx context.Context, req acquireRequest, l lease) (wai
 	}
 	cctx, cancel := s.etcdCtx(ctx)
 	defer cancel()
-	resp, err := s.kv().Txn(cctx).Then(
-		clientv3.OpPut(key, req.ClientID, clientv3.WithLease(l.id)),
-		clientv3.OpGet(key, clientv3.WithKeysOnly()),
-	).Commit()
+	resp, err := s.kv().Txn(cctx).Then(queueOps(key, req.ClientID, l.id)...).Commit()
 	if err != nil {
 		return waiter{}, s.writeErr(err, "register waiter") // acquire revokes l
 	}
+	return queued(key, resp)
+}
+
+// queueOps writes a waiter key under lease and reads it back: its
+// CreateRevision is the waiter's place in the queue.
+func queueOps(key, clientID string, lease clientv3.LeaseID) []clientv3.Op {
+	return []clientv3.Op{
+		clientv3.OpPut(key, clientID, clientv3.WithLease(lease)),
+		clientv3.OpGet(key, clientv3.WithKeysOnly()),
+	}
+}
+
+// queued is the waiter that queueOps wrote, from the answer of the txn
+// whose (else) branch ran them.
+func queued(key string, resp *clientv3.TxnResponse) (waiter, error) {
 	kvs := resp.Responses[1].GetResponseRange().GetKvs()
 	if len(kvs) != 1 {
 		return waiter{}, fmt.Errorf("%w: waiter key missing after its put", ErrOutcomeUnknown)
