@@ -29,18 +29,9 @@ func (m *Main) run(ctx context.Context, args []string) int {
 		ui       = fs.Bool("ui", false, "serve the visualizer during the run (at --web) and keep serving until Ctrl-C")
 		webAddr  = fs.String("web", "127.0.0.1:8080", "with --ui: serve the visualizer here (port 0 = any free port)")
 	)
-	// Flags may come after the files: parse them interleaved.
-	var files []string
-	rest := args
-	for {
-		if err := fs.Parse(rest); err != nil {
-			return exitBadInput
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		files = append(files, fs.Arg(0))
-		rest = fs.Args()[1:]
+	files, err := parseInterleaved(fs, args)
+	if err != nil {
+		return exitBadInput
 	}
 	if len(files) == 0 {
 		return m.errorf("run: want at least one scenario file")

@@ -17,17 +17,9 @@ func (m *Main) view(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("view", flag.ContinueOnError)
 	fs.SetOutput(m.Stderr)
 	addr := fs.String("web", "127.0.0.1:8080", "serve the visualizer here (port 0 = any free port)")
-	var dirs []string
-	rest := args
-	for {
-		if err := fs.Parse(rest); err != nil {
-			return exitBadInput
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		dirs = append(dirs, fs.Arg(0))
-		rest = fs.Args()[1:]
+	dirs, err := parseInterleaved(fs, args)
+	if err != nil {
+		return exitBadInput
 	}
 	if len(dirs) != 1 {
 		return m.errorf("view: want one run folder (a variant's folder with frames.jsonl, e.g. out/gc-pause-past-lease/fenced)")

@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -104,4 +105,20 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 func (m *Main) errorf(format string, args ...any) int {
 	fmt.Fprintf(m.Stderr, "locksim: "+format+"\n", args...)
 	return exitBadInput
+}
+
+// parseInterleaved parses args with fs, letting flags come before, between
+// or after the positional arguments, and returns the positional ones.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }
