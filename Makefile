@@ -36,7 +36,7 @@ clean: ## remove build output and run folders
 
 .PHONY: controls
 controls: ## negative controls on 20 seeds (and every safe scenario on 3): prints how often each violation was caught
-	$(GO) test -race -count=1 -timeout 90m ./sim -run TestNegativeControlRate -v -seeds 20 | grep -E 'runs=|^(ok|FAIL|---)'
+	$(GO) test -race -count=1 -timeout 90m ./run -run TestNegativeControlRate -v -seeds 20 | grep -E 'runs=|^(ok|FAIL|---)'
 
 FUZZTIME ?= 1m
 .PHONY: fuzz

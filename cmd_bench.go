@@ -11,7 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/locksim/locksim/sim"
+	"github.com/locksim/locksim/bench"
 )
 
 func (m *Main) bench(ctx context.Context, args []string) int {
@@ -21,7 +21,7 @@ func (m *Main) bench(ctx context.Context, args []string) int {
 		duration = fs.Duration("duration", 0, "length of each measured point (default 2s; --quick 200ms)")
 		conc     = fs.String("concurrency", "", "comma-separated client counts (default 1,16,64,256; --quick 1,8)")
 		jsonOut  = fs.String("json", "", "also write the rows as a JSON array to this file")
-		only     = fs.String("only", "", "comma-separated suites to run: "+strings.Join(sim.BenchSuites, ","))
+		only     = fs.String("only", "", "comma-separated suites to run: "+strings.Join(bench.Suites, ","))
 		fsync    = fs.Bool("fsync", false, "make etcd fsync its WAL (off by default, like the sandbox)")
 		quick    = fs.Bool("quick", false, "a smoke run of every suite in seconds (not a measurement)")
 		haproxy  = fs.String("haproxy", "haproxy", "haproxy binary for the haproxy suite (skipped when missing)")
@@ -32,7 +32,7 @@ func (m *Main) bench(ctx context.Context, args []string) int {
 	if fs.NArg() != 0 {
 		return m.errorf("bench: unexpected argument %q", fs.Arg(0))
 	}
-	cfg := sim.BenchConfig{Duration: *duration, Fsync: *fsync, Quick: *quick, HAProxy: *haproxy,
+	cfg := bench.Config{Duration: *duration, Fsync: *fsync, Quick: *quick, HAProxy: *haproxy,
 		Only: splitList(*only), Progress: m.Stderr}
 	if *duration < 0 {
 		return m.errorf("bench: --duration must not be negative")
@@ -45,12 +45,12 @@ func (m *Main) bench(ctx context.Context, args []string) int {
 		cfg.Concurrency = append(cfg.Concurrency, n)
 	}
 	for _, s := range cfg.Only {
-		if !contains(sim.BenchSuites, s) {
-			return m.errorf("bench: --only: unknown suite %q (want %s)", s, strings.Join(sim.BenchSuites, ", "))
+		if !contains(bench.Suites, s) {
+			return m.errorf("bench: --only: unknown suite %q (want %s)", s, strings.Join(bench.Suites, ", "))
 		}
 	}
 	start := time.Now()
-	rep, err := sim.RunBench(ctx, cfg)
+	rep, err := bench.Run(ctx, cfg)
 	if rep != nil {
 		printBench(m, rep)
 	}
@@ -81,7 +81,7 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-func printBench(m *Main, rep *sim.BenchReport) {
+func printBench(m *Main, rep *bench.Report) {
 	tw := tabwriter.NewWriter(m.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "name\tclients\tkeys\tcycles/s\tp50 ms\tp95 ms\tp99 ms\twrites/cycle\tgrant txns/cycle\twake-ups/cycle\tallocs/cycle\terrors\t")
 	for _, r := range rep.Rows {

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/locksim/locksim/sim"
+	"github.com/locksim/locksim/bench"
 )
 
 // TestBenchQuickEndToEnd runs `locksim bench --quick` in-process: every
@@ -25,7 +25,7 @@ func TestBenchQuickEndToEnd(t *testing.T) {
 
 	b, err := os.ReadFile(out)
 	require.NoError(t, err)
-	var rows []sim.BenchRow
+	var rows []bench.Row
 	require.NoError(t, json.Unmarshal(b, &rows))
 	// The JSON rows carry the contract's fields.
 	var raw []map[string]any
@@ -35,13 +35,13 @@ func TestBenchQuickEndToEnd(t *testing.T) {
 		assert.Contains(t, raw[0], k)
 	}
 
-	byName := map[string][]sim.BenchRow{}
+	byName := map[string][]bench.Row{}
 	for _, r := range rows {
 		byName[r.Name] = append(byName[r.Name], r)
 	}
-	paths := []string{sim.BenchRaw, sim.BenchDirect, sim.BenchBalancer, sim.BenchMutex}
+	paths := []string{bench.Raw, bench.Direct, bench.Balancer, bench.Mutex}
 	if _, err := exec.LookPath("haproxy"); err == nil {
-		paths = append(paths, sim.BenchHAProxy)
+		paths = append(paths, bench.HAProxy)
 	} else {
 		assert.Contains(t, stdout.String(), "haproxy skipped")
 	}
@@ -56,7 +56,7 @@ func TestBenchQuickEndToEnd(t *testing.T) {
 			assert.Positive(t, r.WritesPerCycle, "%s: commit index must move", name)
 		}
 	}
-	for _, r := range byName[sim.BenchBalancer] {
+	for _, r := range byName[bench.Balancer] {
 		// Counted from the lock servers (a quick point may hold a single
 		// cycle, so only presence is checked, not the ratio).
 		assert.Positive(t, r.GrantTxnsPerCycle, "%+v", r)

@@ -3,17 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
-	"slices"
 	"text/tabwriter"
 	"time"
 
+	"github.com/locksim/locksim/live"
+	"github.com/locksim/locksim/run"
 	"github.com/locksim/locksim/scenarios"
-	"github.com/locksim/locksim/sim"
 	"github.com/locksim/locksim/web"
 )
 
@@ -36,26 +34,15 @@ func (m *Main) run(ctx context.Context, args []string) int {
 	if len(files) == 0 {
 		return m.errorf("run: want at least one scenario file")
 	}
-	// Parse every file before anything starts.
-	var scs []*scenarios.Scenario
-	for _, f := range files {
-		sc, err := scenarios.ParseFile(f)
-		if err != nil {
-			fmt.Fprintf(m.Stderr, "%v\n", err)
-			return exitBadInput
-		}
-		for _, v := range splitList(*variants) {
-			if _, err := sc.Resolve(v); err != nil {
-				return m.errorf("run: %s: %v", f, err)
-			}
-		}
-		scs = append(scs, sc)
+	scs, code := m.parseScenarios(files, splitList(*variants))
+	if code >= 0 {
+		return code
 	}
-	var relay *sim.WebRelay
+	var relay *live.Relay
 	if *ui {
-		relay = sim.NewWebRelay()
+		relay = live.NewRelay()
 		defer relay.Close()
-		srv, err := web.New(web.Config{Listen: *webAddr, Scenarios: sim.WebScenarios, HistoryHTML: relay.HistoryHTML}, relay, relay)
+		srv, err := web.New(web.Config{Listen: *webAddr, Scenarios: live.Scenarios, HistoryHTML: relay.HistoryHTML, Export: live.Export}, relay, relay)
 		if err == nil {
 			err = srv.Start(ctx)
 		}
@@ -68,19 +55,19 @@ func (m *Main) run(ctx context.Context, args []string) int {
 			m.ReadyUI(srv.URL())
 		}
 	}
-	var reports []*sim.Report
+	var reports []*run.Report
 	pass := true
 	for _, sc := range scs {
-		rec := &frameRecorder{out: *out, sc: sc, variants: splitList(*variants), relay: relay}
-		rep, err := sim.RunScenario(ctx, sc, sim.RunOptions{
+		rec := &live.RunRecorder{Dir: filepath.Join(*out, sc.Name), Relay: relay, Live: relay != nil}
+		rep, err := run.Scenario(ctx, sc, run.Options{
 			Seed:         *seed,
 			OutDir:       *out,
 			Progress:     m.Stderr,
 			CheckTimeout: *timeout,
 			Variants:     splitList(*variants),
-			Observe:      rec.observe,
+			Observe:      rec.Observe,
 		})
-		if ferr := rec.finish(rep); ferr != nil {
+		if ferr := rec.Finish(rep); ferr != nil {
 			fmt.Fprintf(m.Stderr, "locksim: run: frames: %v\n", ferr)
 		}
 		if err != nil {
@@ -107,112 +94,27 @@ func (m *Main) run(ctx context.Context, args []string) int {
 	return exitOK
 }
 
-// frameRecorder watches each variant's sandbox of one scenario: it writes
-// the frames to the variant's frames.jsonl (for `locksim view`) and, with
-// --ui, relays them to the page.
-type frameRecorder struct {
-	out      string
-	sc       *scenarios.Scenario
-	variants []string
-	relay    *sim.WebRelay
-
-	n    int
-	cur  *variantFrames
-	done []*variantFrames
-	err  error
-}
-
-type variantFrames struct {
-	variant string
-	view    *sim.Web
-	file    *os.File
-	stop    func() error
-	last    web.Frame
-}
-
-func (r *frameRecorder) observe(sb *sim.Sandbox) {
-	r.closeCurrent()
-	var names []string
-	for _, v := range r.sc.VariantNames() {
-		if len(r.variants) == 0 || slices.Contains(r.variants, v) {
-			names = append(names, v)
+// parseScenarios parses every file (and checks the variants asked for)
+// before anything starts; code >= 0 means stop with that exit code.
+func (m *Main) parseScenarios(files, variants []string) ([]*scenarios.Scenario, int) {
+	var scs []*scenarios.Scenario
+	for _, f := range files {
+		sc, err := scenarios.ParseFile(f)
+		if err != nil {
+			fmt.Fprintf(m.Stderr, "%v\n", err)
+			return nil, exitBadInput
 		}
-	}
-	if r.n >= len(names) {
-		return
-	}
-	variant := names[r.n]
-	r.n++
-	check := time.Duration(-1) // the headless run checks at the end; the page re-checks live
-	if r.relay != nil {
-		check = 0
-	}
-	view := sim.NewWeb(sb, sim.WebConfig{CheckEvery: check})
-	if err := view.Start(context.Background()); err != nil {
-		r.err = errors.Join(r.err, err)
-		return
-	}
-	vf := &variantFrames{variant: variant, view: view}
-	dir := filepath.Join(r.out, r.sc.Name, variant) // next to history.jsonl
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		r.err = errors.Join(r.err, err)
-	} else if f, err := os.Create(filepath.Join(dir, "frames.jsonl")); err != nil {
-		r.err = errors.Join(r.err, err)
-	} else {
-		vf.file = f
-		vf.stop = sim.RecordFrames(view, f)
-	}
-	if r.relay != nil {
-		r.relay.Attach(view)
-	}
-	r.cur = vf
-}
-
-func (r *frameRecorder) closeCurrent() {
-	vf := r.cur
-	if vf == nil {
-		return
-	}
-	r.cur = nil
-	if vf.stop != nil {
-		r.err = errors.Join(r.err, vf.stop())
-	}
-	vf.last = vf.view.Frame()
-	r.err = errors.Join(r.err, vf.view.Close())
-	r.done = append(r.done, vf)
-}
-
-// finish stops recording and appends to each variant's frames a last frame
-// with the verdict of the final check. With --ui the page keeps the last
-// variant's frames and links its history.html.
-func (r *frameRecorder) finish(rep *sim.Report) error {
-	r.closeCurrent()
-	if r.relay != nil && rep != nil && len(rep.Variants) > 0 {
-		r.relay.SetHistoryFile(rep.Variants[len(rep.Variants)-1].HTMLPath)
-	}
-	for _, vf := range r.done {
-		if vf.file == nil {
-			continue
-		}
-		if rep != nil {
-			for _, v := range rep.Variants {
-				if v.Variant == vf.variant {
-					f := vf.last
-					f.Seq++
-					f.Ops, f.Faults = nil, nil
-					f.Verdict.Lock, f.Verdict.Resource = string(v.Lock), string(v.Resource)
-					f.Verdict.CheckedOps = v.Check.LockOps + v.Check.ResourceOps
-					f.Verdict.HistoryURL = "/history.html"
-					r.err = errors.Join(r.err, web.AppendFrameJSONL(vf.file, f))
-				}
+		for _, v := range variants {
+			if _, err := sc.Resolve(v); err != nil {
+				return nil, m.errorf("run: %s: %v", f, err)
 			}
 		}
-		r.err = errors.Join(r.err, vf.file.Close())
+		scs = append(scs, sc)
 	}
-	return r.err
+	return scs, -1
 }
 
-func (m *Main) printVerdicts(reports []*sim.Report) {
+func (m *Main) printVerdicts(reports []*run.Report) {
 	tw := tabwriter.NewWriter(m.Stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCENARIO\tVARIANT\tLOCK\tRESOURCE\tACQUIRES ok/fail/unknown\tRESOLVED\tSTALE\tOVERLAP\tFAULTS\tRESULT")
 	for _, r := range reports {

@@ -9,96 +9,32 @@ import (
 	"strings"
 	"time"
 
+	"github.com/locksim/locksim/live"
 	"github.com/locksim/locksim/lockserver"
 	"github.com/locksim/locksim/sim"
 	"github.com/locksim/locksim/web"
 )
 
+// upFlags are `locksim up`'s flags beyond the sandbox's Config.
+type upFlags struct {
+	web, token string
+	interval   time.Duration
+}
+
 func (m *Main) up(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("up", flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
-	var (
-		balancer    = fs.String("balancer", "127.0.0.1:0", "balancer listen address (port 0 = any free port)")
-		lockServers = fs.Int("lock-servers", 3, "number of lock servers (1-16)")
-		clients     = fs.Int("clients", 3, "number of simulated clients (0 = none, serve the API only)")
-		policy      = fs.String("policy", "round-robin", "balancer policy: round-robin or least-connections")
-		resources   = fs.String("resources", "order:12345", "comma-separated resource ids the clients lock")
-		ttl         = fs.Duration("ttl", 2*time.Second, "lock TTL the clients ask for")
-		wait        = fs.Duration("wait", time.Second, "how long a client's acquire may block")
-		hold        = fs.Duration("hold", 50*time.Millisecond, "time a client holds the lock between read and write")
-		think       = fs.Duration("think", 100*time.Millisecond, "pause between a client's cycles")
-		unfenced    = fs.Bool("unfenced", false, "the protected resource does not check fencing tokens")
-		pace        = fs.String("pace", "fast", "fast (Raft tick 10ms, election 100ms) or classroom (100ms/1000ms, long TTLs, slow clients)")
-		etcdLog     = fs.String("etcd-log", "", "append etcd's logs to this file (default: discarded)")
-		dataDir     = fs.String("data-dir", "", "where etcd keeps its data (default: a temporary dir removed on exit)")
-		interval    = fs.Duration("status-every", time.Second, "how often to print the status line (0 = never)")
-		webAddr     = fs.String("web", "127.0.0.1:8080", "serve the visualizer here (port 0 = any free port; \"\" or \"off\" = no web UI)")
-		etcdURLs    = fs.String("etcd", "", "comma-separated client URLs of an external etcd cluster to use instead of the embedded members (member faults are then unavailable)")
-		authFile    = fs.String("auth-file", "", "API keys, one \"KEY CLIENT_ID\" per line: the lock service then requires Authorization: Bearer KEY (simulated clients get keys of their own)")
-		rateLimit   = fs.Float64("rate-limit", 0, "per-client requests per second at each lock server (0 = unlimited; over it: 429)")
-		token       = fs.String("control-token", "", "when set, the page's controls need this token (?token=...); everyone else is a read-only viewer")
-	)
-	if err := fs.Parse(args); err != nil {
-		return exitBadInput
-	}
-	if fs.NArg() > 0 {
-		return m.errorf("up: unexpected argument %q", fs.Arg(0))
-	}
-	var keys map[string]string
-	if *authFile != "" {
-		f, err := os.Open(*authFile)
-		if err != nil {
-			return m.errorf("up: --auth-file: %v", err)
-		}
-		keys, err = lockserver.ParseAPIKeys(f, *authFile)
-		f.Close()
-		if err != nil {
-			return m.errorf("up: %v", err)
-		}
-	}
-	cfg := sim.Config{
-		ExternalEtcd:   splitList(*etcdURLs),
-		APIKeys:        keys,
-		RateLimit:      *rateLimit,
-		LockServers:    *lockServers,
-		Clients:        *clients,
-		Policy:         *policy,
-		BalancerListen: *balancer,
-		Unfenced:       *unfenced,
-		EtcdLog:        *etcdLog,
-		DataDir:        *dataDir,
-		Workload: sim.Workload{
-			Resources: splitList(*resources),
-			TTL:       *ttl,
-			Wait:      *wait,
-			Hold:      *hold,
-			Think:     *think,
-			Disabled:  *clients == 0,
-		},
-	}
-	switch *pace {
-	case "fast":
-	case "classroom":
-		cfg.Pace, cfg.TickMs, cfg.ElectionMs = "classroom", 100, 1000
-		cfg.Workload.TTL = max(cfg.Workload.TTL, 10*time.Second)
-		cfg.Workload.Wait = max(cfg.Workload.Wait, 5*time.Second)
-		cfg.Workload.Hold = max(cfg.Workload.Hold, 2*time.Second)
-		cfg.Workload.Think = max(cfg.Workload.Think, time.Second)
-	default:
-		return m.errorf("up: --pace must be fast or classroom, got %q", *pace)
-	}
-	if *clients == 0 {
-		cfg.Clients = 0
+	cfg, fl, code := m.upConfig(args)
+	if code >= 0 {
+		return code
 	}
 	sb, err := sim.New(cfg)
 	if err != nil {
 		return m.errorf("up: %v", err)
 	}
 	// Fail on a taken web port before booting anything.
-	withWeb := *webAddr != "" && *webAddr != "off"
+	withWeb := fl.web != "" && fl.web != "off"
 	if withWeb {
-		if err := checkListen(*webAddr); err != nil {
-			return m.errorf("up: --web %s: %v", *webAddr, err)
+		if err := checkListen(fl.web); err != nil {
+			return m.errorf("up: --web %s: %v", fl.web, err)
 		}
 	}
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -115,32 +51,120 @@ func (m *Main) up(ctx context.Context, args []string) int {
 			fmt.Fprintf(m.Stderr, "locksim: shutdown: %v\n", err)
 		}
 	}()
-	addrs := sb.Addresses()
 	var uiURL string
 	if withWeb {
-		view := sim.NewWeb(sb, sim.WebConfig{})
-		srv, err := web.New(web.Config{
-			Listen:       *webAddr,
-			ControlToken: *token,
-			Scenarios:    sim.WebScenarios,
-			HistoryHTML:  view.HistoryHTML,
-			ExportName:   "recorded",
-		}, view, view)
-		if err == nil {
-			err = srv.Start(ctx)
-		}
+		stop, url, err := startView(ctx, sb, fl)
 		if err != nil {
 			fmt.Fprintf(m.Stderr, "locksim: up: web UI: %v\n", err)
 			return exitFailed
 		}
-		if err := view.Start(ctx); err != nil {
-			fmt.Fprintf(m.Stderr, "locksim: up: web UI: %v\n", err)
-			return exitFailed
-		}
-		defer view.Close()
-		defer srv.Close()
-		uiURL = srv.URL()
+		defer stop()
+		uiURL = url
 	}
+	m.printUp(sb, uiURL)
+	sb.StartWorkload(ctx)
+	m.statusLoop(ctx, sb, fl.interval)
+	return exitOK
+}
+
+// upConfig parses up's flags into the sandbox's Config; code >= 0 means
+// stop with that exit code. Every default is the sandbox's (sim.Defaults).
+func (m *Main) upConfig(args []string) (sim.Config, upFlags, int) {
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	d := sim.Defaults()
+	var (
+		fl          upFlags
+		balancer    = fs.String("balancer", d.BalancerListen, "balancer listen address (port 0 = any free port)")
+		lockServers = fs.Int("lock-servers", d.LockServers, "number of lock servers (1-16)")
+		clients     = fs.Int("clients", d.Clients, "number of simulated clients (0 = none, serve the API only)")
+		policy      = fs.String("policy", d.Policy, "balancer policy: round-robin or least-connections")
+		resources   = fs.String("resources", strings.Join(d.Workload.Resources, ","), "comma-separated resource ids the clients lock")
+		ttl         = fs.Duration("ttl", d.Workload.TTL, "lock TTL the clients ask for")
+		wait        = fs.Duration("wait", d.Workload.Wait, "how long a client's acquire may block")
+		hold        = fs.Duration("hold", d.Workload.Hold, "time a client holds the lock between read and write")
+		think       = fs.Duration("think", d.Workload.Think, "pause between a client's cycles")
+		unfenced    = fs.Bool("unfenced", false, "the protected resource does not check fencing tokens")
+		pace        = fs.String("pace", d.Pace, "fast (Raft tick 10ms, election 100ms) or classroom (100ms/1000ms, TTL >= 10s, wait >= 5s, hold >= 2s, think >= 1s)")
+		etcdLog     = fs.String("etcd-log", "", "append etcd's logs to this file (default: discarded)")
+		dataDir     = fs.String("data-dir", "", "where etcd keeps its data (default: a temporary dir removed on exit)")
+		etcdURLs    = fs.String("etcd", "", "comma-separated client URLs of an external etcd cluster to use instead of the embedded members (member faults are then unavailable)")
+		authFile    = fs.String("auth-file", "", "API keys, one \"KEY CLIENT_ID\" per line: the lock service then requires Authorization: Bearer KEY (simulated clients get keys of their own)")
+		rateLimit   = fs.Float64("rate-limit", 0, "per-client requests per second at each lock server (0 = unlimited; over it: 429)")
+	)
+	fs.DurationVar(&fl.interval, "status-every", time.Second, "how often to print the status line (0 = never)")
+	fs.StringVar(&fl.web, "web", "127.0.0.1:8080", "serve the visualizer here (port 0 = any free port; \"\" or \"off\" = no web UI)")
+	fs.StringVar(&fl.token, "control-token", "", "when set, the page's controls need this token (?token=...); everyone else is a read-only viewer")
+	if err := fs.Parse(args); err != nil {
+		return sim.Config{}, fl, exitBadInput
+	}
+	if fs.NArg() > 0 {
+		return sim.Config{}, fl, m.errorf("up: unexpected argument %q", fs.Arg(0))
+	}
+	var keys map[string]string
+	if *authFile != "" {
+		f, err := os.Open(*authFile)
+		if err != nil {
+			return sim.Config{}, fl, m.errorf("up: --auth-file: %v", err)
+		}
+		keys, err = lockserver.ParseAPIKeys(f, *authFile)
+		f.Close()
+		if err != nil {
+			return sim.Config{}, fl, m.errorf("up: %v", err)
+		}
+	}
+	return sim.Config{
+		ExternalEtcd:   splitList(*etcdURLs),
+		APIKeys:        keys,
+		RateLimit:      *rateLimit,
+		LockServers:    *lockServers,
+		Clients:        *clients,
+		Policy:         *policy,
+		BalancerListen: *balancer,
+		Unfenced:       *unfenced,
+		EtcdLog:        *etcdLog,
+		DataDir:        *dataDir,
+		Pace:           *pace,
+		Workload: sim.Workload{
+			Resources: splitList(*resources),
+			TTL:       *ttl,
+			Wait:      *wait,
+			Hold:      *hold,
+			Think:     *think,
+			Disabled:  *clients == 0,
+		},
+	}, fl, -1
+}
+
+// startView serves the visualizer of sb; stop closes it.
+func startView(ctx context.Context, sb *sim.Sandbox, fl upFlags) (stop func(), url string, err error) {
+	view := live.New(sb, live.Config{})
+	srv, err := web.New(web.Config{
+		Listen:       fl.web,
+		ControlToken: fl.token,
+		Scenarios:    live.Scenarios,
+		HistoryHTML:  view.HistoryHTML,
+		ExportName:   "recorded",
+		Export:       live.Export,
+	}, view, view)
+	if err == nil {
+		err = srv.Start(ctx)
+	}
+	if err == nil {
+		if err = view.Start(ctx); err != nil {
+			_ = srv.Close()
+		}
+	}
+	if err != nil {
+		_ = view.Close()
+		return nil, "", err
+	}
+	return func() { _ = srv.Close(); _ = view.Close() }, srv.URL(), nil
+}
+
+// printUp prints every address, then tells the tests it is ready.
+func (m *Main) printUp(sb *sim.Sandbox, uiURL string) {
+	addrs := sb.Addresses()
 	fmt.Fprintf(m.Stdout, "locksim is up (pace %s)\n", sb.Config().Pace)
 	if uiURL != "" {
 		fmt.Fprintf(m.Stdout, "  web UI       %s   <- open in a browser\n", uiURL)
@@ -159,11 +183,13 @@ func (m *Main) up(ctx context.Context, args []string) int {
 	if m.ReadyUI != nil && uiURL != "" {
 		m.ReadyUI(uiURL)
 	}
-	sb.StartWorkload(ctx)
+}
 
+// statusLoop prints a status line every interval (none at 0) until ctx ends.
+func (m *Main) statusLoop(ctx context.Context, sb *sim.Sandbox, interval time.Duration) {
 	var tick <-chan time.Time
-	if *interval > 0 {
-		t := time.NewTicker(*interval)
+	if interval > 0 {
+		t := time.NewTicker(interval)
 		defer t.Stop()
 		tick = t.C
 	}
@@ -171,7 +197,7 @@ func (m *Main) up(ctx context.Context, args []string) int {
 	for {
 		select {
 		case <-ctx.Done():
-			return exitOK
+			return
 		case <-tick:
 			cur := sb.Status()
 			fmt.Fprintln(m.Stdout, sim.StatusLine(prev, cur))

@@ -26,7 +26,8 @@ import (
 	"github.com/locksim/locksim/cluster"
 	"github.com/locksim/locksim/history"
 	"github.com/locksim/locksim/lockserver"
-	"github.com/locksim/locksim/sim"
+	"github.com/locksim/locksim/sim/clients"
+	"github.com/locksim/locksim/sim/resource"
 )
 
 // buildLocksim builds the command into a temporary dir, with -race when
@@ -207,7 +208,7 @@ next:
 type workload struct {
 	baseURL  string
 	rec      *history.Recorder
-	resource *sim.Resource
+	resource *resource.Store
 
 	mu      sync.Mutex
 	granted int
@@ -230,7 +231,7 @@ func (w *workload) client(ctx context.Context, id, key string, resources []strin
 		g, err := c.Acquire(actx, res, ttl, wait)
 		cancel()
 		if err != nil {
-			p.End(sim.OutcomeOf(err), sim.ErrOutput(err))
+			p.End(clients.OutcomeOf(err), clients.ErrOutput(err))
 			continue
 		}
 		gttl := g.TTL.Seconds()
@@ -261,7 +262,7 @@ func (w *workload) client(ctx context.Context, id, key string, resources []strin
 		err = c.Release(rctx, res, g.LockToken)
 		cancel()
 		if err != nil {
-			rl.End(sim.OutcomeOf(err), sim.ErrOutput(err))
+			rl.End(clients.OutcomeOf(err), clients.ErrOutput(err))
 		} else {
 			rl.End(history.OK, history.Output{})
 		}
@@ -304,7 +305,7 @@ func TestServeProcesses(t *testing.T) {
 
 	t.Run("kill -9 of a lock server mid-run: no violation", func(t *testing.T) {
 		before := scrape(t, servers[0].url)
-		w := &workload{baseURL: lb.url, rec: history.NewRecorder(time.Now()), resource: sim.NewResource(true)}
+		w := &workload{baseURL: lb.url, rec: history.NewRecorder(time.Now()), resource: resource.New(true)}
 		ctx, cancel := context.WithCancel(t.Context())
 		var wg sync.WaitGroup
 		for i := range clients {

@@ -3,6 +3,7 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"github.com/locksim/locksim/component"
 	"net"
 	"time"
 )
@@ -112,4 +113,4 @@ func (cfg Config) validate() error {
 }
 
 // memberName is the name of the i-th member (0-based).
-func memberName(i int) string { return fmt.Sprintf("etcd-%d", i+1) }
+func memberName(i int) string { return component.Name(component.Etcd, i+1) }

@@ -2,6 +2,7 @@ package faults
 
 import (
 	"fmt"
+	"github.com/locksim/locksim/component"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -99,32 +100,32 @@ func Nemesis(spec NemesisSpec, duration time.Duration, rng *rand.Rand) []Step {
 }
 
 func nemesisStep(kind string, at time.Duration, spec NemesisSpec, rng *rand.Rand) Step {
-	pick := func(prefix string, n int) string { return fmt.Sprintf("%s-%d", prefix, 1+rng.IntN(n)) }
+	pick := func(kind string, n int) string { return component.Name(kind, 1+rng.IntN(n)) }
 	s := Step{At: at, For: spec.For, Source: "nemesis"}
 	switch kind {
 	case NemesisCrashMember:
-		s.Fault, s.Target, s.For, s.RestartAfter = FaultCrash, pick("etcd", spec.Members), 0, spec.For
+		s.Fault, s.Target, s.For, s.RestartAfter = FaultCrash, pick(component.Etcd, spec.Members), 0, spec.For
 	case NemesisCrashLeader:
-		s.Fault, s.Target, s.For, s.RestartAfter = FaultCrash, "etcd:leader", 0, spec.For
+		s.Fault, s.Target, s.For, s.RestartAfter = FaultCrash, component.EtcdLeader, 0, spec.For
 	case NemesisRestartMember:
-		s.Fault, s.Target, s.For, s.RestartAfter = FaultCrash, pick("etcd", spec.Members), 0, min(bounce, spec.For)
+		s.Fault, s.Target, s.For, s.RestartAfter = FaultCrash, pick(component.Etcd, spec.Members), 0, min(bounce, spec.For)
 	case NemesisPartitionMinority:
-		s.Fault, s.Isolate = FaultPartition, "etcd:follower"
+		s.Fault, s.Isolate = FaultPartition, component.EtcdFollower
 	case NemesisPartitionLeader:
-		s.Fault, s.Isolate = FaultPartition, "etcd:leader"
+		s.Fault, s.Isolate = FaultPartition, component.EtcdLeader
 	case NemesisPauseClient:
-		s.Fault, s.Target = FaultPause, pick("client", spec.Clients)
+		s.Fault, s.Target = FaultPause, pick(component.Client, spec.Clients)
 	case NemesisPauseLockServer:
-		s.Fault, s.Target = FaultPause, pick("lockserver", spec.LockServers)
+		s.Fault, s.Target = FaultPause, pick(component.LockServer, spec.LockServers)
 	case NemesisCrashLockServer:
-		s.Fault, s.Target, s.For, s.RestartAfter = FaultCrash, pick("lockserver", spec.LockServers), 0, spec.For
+		s.Fault, s.Target, s.For, s.RestartAfter = FaultCrash, pick(component.LockServer, spec.LockServers), 0, spec.For
 	case NemesisDelayLink:
 		s.Fault = FaultDelay
-		s.Link = pick("lockserver", spec.LockServers) + "<->" + pick("etcd", spec.Members)
+		s.Link = pick(component.LockServer, spec.LockServers) + "<->" + pick(component.Etcd, spec.Members)
 		s.Latency = time.Duration(20+rng.IntN(181)) * time.Millisecond // 20-200 ms
 		s.Jitter = s.Latency / 4
 	case NemesisClockSkew:
-		s.Fault, s.Target = FaultClockSkew, pick("client", spec.Clients)
+		s.Fault, s.Target = FaultClockSkew, pick(component.Client, spec.Clients)
 		s.Skew = time.Duration(500+rng.IntN(2501)) * time.Millisecond // 0.5-3 s, either way
 		if rng.IntN(2) == 0 {
 			s.Skew = -s.Skew

@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"github.com/locksim/locksim/component"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -73,7 +74,7 @@ func TestNemesisChoosesOnlyRequestedFaults(t *testing.T) {
 		case FaultPause:
 			assert.Contains(t, []string{"client-1", "client-2"}, s.Target)
 		case FaultDelay:
-			links, err := ParseLink(s.Link)
+			links, err := component.ParseLink(s.Link)
 			require.NoError(t, err)
 			assert.Len(t, links, 2)
 			assert.GreaterOrEqual(t, s.Latency, 20*time.Millisecond)

@@ -2,6 +2,7 @@ package faults
 
 import (
 	"context"
+	"github.com/locksim/locksim/component"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -18,7 +19,7 @@ type Network struct {
 	mu      sync.Mutex
 	rng     *rand.Rand
 	names   map[string]string // dial address -> component name
-	links   map[Link]*linkState
+	links   map[component.Link]*linkState
 	changed chan struct{} // closed and replaced on every change
 }
 
@@ -40,7 +41,7 @@ func NewNetwork(rng *rand.Rand) *Network {
 		rng = rand.New(rand.NewPCG(0, 0))
 	}
 	return &Network{
-		rng: rng, names: map[string]string{}, links: map[Link]*linkState{},
+		rng: rng, names: map[string]string{}, links: map[component.Link]*linkState{},
 		changed: make(chan struct{}),
 	}
 }
@@ -96,7 +97,7 @@ func (n *Network) Links() []LinkState {
 func (n *Network) update(from, to string, f func(*linkState)) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	k := Link{from, to}
+	k := component.Link{From: from, To: to}
 	l := n.links[k]
 	if l == nil {
 		l = &linkState{}
@@ -116,7 +117,7 @@ func (n *Network) notifyLocked() {
 
 // hold reports, for the link, whether it is blocked, a delay drawn for one delivery, and a
 // channel closed at the next change.
-func (n *Network) hold(k Link) (blocked bool, delay time.Duration, changed <-chan struct{}) {
+func (n *Network) hold(k component.Link) (blocked bool, delay time.Duration, changed <-chan struct{}) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	l := n.links[k]
@@ -140,7 +141,7 @@ func (n *Network) Dialer(from string) func(ctx context.Context, network, addr st
 		if !ok {
 			to = addr
 		}
-		k := Link{from, to}
+		k := component.Link{From: from, To: to}
 		// Like a SYN into a black hole: wait while blocked; a delayed link delays the connect.
 		for {
 			blocked, delay, changed := n.hold(k)
@@ -167,7 +168,7 @@ func (n *Network) Dialer(from string) func(ctx context.Context, network, addr st
 		if err != nil {
 			return nil, err
 		}
-		return &conn{Conn: c, net: n, out: k, in: Link{to, from}, closed: make(chan struct{}), dl: make(chan struct{})}, nil
+		return &conn{Conn: c, net: n, out: k, in: component.Link{From: to, To: from}, closed: make(chan struct{}), dl: make(chan struct{})}, nil
 	}
 }
 
@@ -175,7 +176,7 @@ func (n *Network) Dialer(from string) func(ctx context.Context, network, addr st
 type conn struct {
 	net.Conn
 	net     *Network
-	out, in Link
+	out, in component.Link
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -224,7 +225,7 @@ func (c *conn) setDeadline(p *time.Time, t time.Time) {
 
 // await waits until link k is open and the delivery time (arrival + a drawn delay, never before
 // *last) has come. It fails when the conn closes or the deadline passes.
-func (c *conn) await(k Link, arrival time.Time, due *time.Time, last *time.Time, deadline *time.Time) error {
+func (c *conn) await(k component.Link, arrival time.Time, due *time.Time, last *time.Time, deadline *time.Time) error {
 	for {
 		blocked, delay, changed := c.net.hold(k)
 		c.mu.Lock()

@@ -176,16 +176,16 @@ func TestRunnerWhenWaitsWhileUndosRunOnTime(t *testing.T) {
 		env.holdsIn = 3 * time.Second
 		events, _ := run(t, env,
 			Step{Fault: FaultPause, Target: "client-3", For: 2 * time.Second},
-			Step{At: time.Second, When: &Condition{Holder: "any", Phase: "after-read"}, Fault: FaultPause, Target: "client:holder", For: time.Second},
+			Step{At: time.Second, When: &Condition{Holder: "client-2", Phase: "after-read"}, Fault: FaultPause, Target: "client:holder", For: time.Second},
 			Step{At: 2 * time.Second, Fault: FaultHeal}, // waits for the previous step
 		)
 		assert.Equal(t, []string{
 			"0s pause client-3",
-			"1s wait any after-read",
+			"1s wait client-2 after-read",
 			"2s resume client-3",
 			"4s pause client-2",
+			"4s resume client-2", // the heal step undoes it
 			"4s heal",
-			"5s resume client-2",
 		}, env.Calls())
 		require.Len(t, events, 3)
 		assert.Equal(t, "client:holder", events[1].Target)
@@ -198,14 +198,14 @@ func TestRunnerConditionTimeoutIsReported(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		env := newFakeEnv() // Wait never holds
 		events, _ := run(t, env,
-			Step{At: time.Second, When: &Condition{Holder: "client-1", Timeout: 2 * time.Second}, Fault: FaultCrash, Target: "lockserver-1"},
+			Step{At: time.Second, When: &Condition{Holder: "client-1", Phase: "acquired", Timeout: 2 * time.Second}, Fault: FaultCrash, Target: "lockserver-1"},
 			Step{At: 2 * time.Second, Fault: FaultCrash, Target: "lockserver-2"},
 		)
 		require.Len(t, events, 2)
 		assert.Contains(t, events[0].Error, ErrConditionTimeout.Error())
 		assert.Equal(t, 3*time.Second, events[0].Start)
 		assert.False(t, events[0].Active)
-		assert.Equal(t, []string{"1s wait client-1 ", "3s crash lockserver-2"}, env.Calls())
+		assert.Equal(t, []string{"1s wait client-1 acquired", "3s crash lockserver-2"}, env.Calls())
 		assert.True(t, events[1].Active, "crash without restartAfter stays active")
 	})
 }
@@ -225,7 +225,7 @@ func TestRunnerFailuresBecomeEvents(t *testing.T) {
 			Step{Fault: FaultPartition, Groups: [][]string{{"etcd-1"}, {"etcd-3"}}, For: time.Second},
 		)
 		require.Len(t, events, 6)
-		wantErr := []string{"boom", "no such role", "unknown member", "unknown fault", "undo: stuck", "cut etcd-1->etcd-3: no route"}
+		wantErr := []string{"boom", "unknown target", "unknown member", "unknown fault", "undo: stuck", "cut etcd-1->etcd-3: no route"}
 		for i, ev := range events {
 			assert.Contains(t, ev.Error, wantErr[i], "event %d", i+1)
 			assert.False(t, ev.Active, "event %d", i+1)
@@ -251,7 +251,7 @@ func TestRunnerOverlappingPartitionsMendOnlyWhenUnneeded(t *testing.T) {
 	})
 }
 
-func TestRunnerHealStepEndsNetworkFaults(t *testing.T) {
+func TestRunnerHealStepEndsEveryFault(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		env := newFakeEnv()
 		events, _ := run(t, env,
@@ -261,11 +261,12 @@ func TestRunnerHealStepEndsNetworkFaults(t *testing.T) {
 		)
 		calls := env.Calls()
 		assert.Contains(t, calls, "1s heal")
-		assert.Contains(t, calls, "3s resume client-1", "heal leaves pauses alone")
+		assert.Contains(t, calls, "1s resume client-1", "heal undoes every fault, pauses included")
+		assert.NotContains(t, fmt.Sprint(calls), "3s resume", "the pause's undo was cancelled")
 		assert.NotContains(t, fmt.Sprint(calls), "mend", "the partition's undo was cancelled")
 		require.Len(t, events, 3)
 		assert.Equal(t, time.Second, events[0].End)
-		assert.Equal(t, 3*time.Second, events[1].End)
+		assert.Equal(t, time.Second, events[1].End)
 	})
 }
 
@@ -289,8 +290,10 @@ func TestRunnerRestartAndResumeStepsEndActiveFaults(t *testing.T) {
 func TestRunnerHealAllUndoesEverythingActive(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		env := newFakeEnv()
-		var seen []Event
-		r := &Runner{Env: env, OnEvent: func(ev Event) { seen = append(seen, ev) }, Steps: []Step{
+		var seen, fired []Event
+		in := &Injector{Env: env}
+		in.Subscribe(func(ev Event) { seen = append(seen, ev) })
+		r := &Runner{Injector: in, OnFire: func(ev Event) { fired = append(fired, ev) }, Steps: []Step{
 			{Fault: FaultCrash, Target: "etcd-2"},
 			{Fault: FaultPause, Target: "client-1"},
 			{Fault: FaultPartition, Isolate: "etcd-3"},
@@ -311,7 +314,8 @@ func TestRunnerHealAllUndoesEverythingActive(t *testing.T) {
 			assert.Empty(t, ev.Error)
 		}
 		assert.Equal(t, Event{ID: 6, Fault: FaultHeal, Start: 2 * time.Second, End: 2 * time.Second, Note: "heal every remaining fault", Source: "final"}, events[5])
-		assert.Len(t, seen, 12, "OnEvent at every start and end")
+		assert.Len(t, seen, 12, "subscribers see every start and end")
+		assert.Len(t, fired, 5, "OnFire once per step")
 	})
 }
 
@@ -319,7 +323,7 @@ func TestRunnerStopsWaitingWhenCtxEnds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		env := newFakeEnv() // Wait never holds
 		r := &Runner{Env: env, WaitTimeout: time.Hour, Steps: []Step{
-			{When: &Condition{Holder: "client-1"}, Fault: FaultHeal},
+			{When: &Condition{Holder: "client-1", Phase: "acquired"}, Fault: FaultHeal},
 		}}
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		defer cancel()

@@ -56,7 +56,7 @@ func (m opMeta) String() string {
 //     grant only raises the fencing floor and the expiry), so dropping them
 //     keeps the verdict and removes the search blow-up they cause. An
 //     unknown acquire that etcd says took effect should be settled with
-//     ResolveUnknown: it then constrains the history;
+//     Resolve: it then constrains the history;
 //   - failed releases and renews whose code does not claim "not held"
 //     (ClaimsNotHeld): rejected requests change nothing;
 //   - renews with unknown outcome: extending a lease only forbids more, so

@@ -172,48 +172,6 @@ func TestResultJSON(t *testing.T) {
 	}
 }
 
-func TestResolveUnknown(t *testing.T) {
-	ops := []Op{
-		acquireOK("client-a", r1, "token-a", 5, 0, 10, 1),
-		acquireUnknown("client-b", r1, 50, 1),
-		acquireUnknown("client-c", r1, 60, 1),
-		release("client-a", r1, "token-a", 1500, 1510, OK, ""),
-	}
-	var asked []string
-	resolve := func(applied bool) func(Op) (Resolution, bool) {
-		return func(op Op) (Resolution, bool) {
-			asked = append(asked, op.Client)
-			if op.Client != "client-b" {
-				return Resolution{}, false
-			}
-			return Resolution{Applied: applied, Output: Output{FencingToken: 6}}, true
-		}
-	}
-
-	got := ResolveUnknown(ops, 0, resolve(true))
-	assert.Equal(t, []string{"client-b", "client-c"}, asked, "only unknown operations are resolved")
-	assert.Equal(t, Outcome(Unknown), ops[1].Outcome, "the input is not modified")
-	assert.Equal(t, OK, got[1].Outcome)
-	assert.Equal(t, ms(1510), *got[1].Return, "end 0: resolved operations return at the end of the history")
-	// Granted some time before a's release: it may have followed a's lease expiry.
-	assert.Equal(t, Linearizable, Check(got, Options{}).Lock)
-
-	got = ResolveUnknown(ops, ms(200), resolve(true))
-	assert.Equal(t, ms(200), *got[1].Return)
-	assert.Equal(t, int64(6), got[1].Output.FencingToken)
-	assert.Equal(t, Outcome(Unknown), got[2].Outcome, "unresolved operations stay unknown")
-	// etcd granted b's acquire while a held the lock: a double grant that
-	// the unknown outcome hid.
-	assert.Equal(t, Linearizable, Check(ops, Options{}).Lock)
-	assert.Equal(t, Violated, Check(got, Options{}).Lock)
-
-	got = ResolveUnknown(ops, ms(500), resolve(false))
-	assert.Equal(t, Fail, got[1].Outcome)
-	assert.Equal(t, ResolveCode, got[1].Output.Code)
-	assert.Equal(t, ms(500), *got[1].Return)
-	assert.Equal(t, Linearizable, Check(got, Options{}).Lock)
-}
-
 func TestFixtures(t *testing.T) {
 	tests := []struct {
 		file           string

@@ -10,9 +10,9 @@
 //	p.End(history.OK, history.Output{LockToken: tok, FencingToken: rev, TTL: &granted})
 //
 //	ops := rec.Ops()                                   // pending ops are Unknown
-//	ops = history.ResolveUnknown(ops, rec.Since(), fromEtcd) // optional, see below
+//	ops, n := history.Resolve(ops, record)             // optional: settle unknowns from etcd's record
 //	res := history.Check(ops, history.Options{VisualizePath: "history.html"})
-//	_ = history.WriteJSONL(w, ops)                    // history.jsonl (SPEC §7)
+//	_ = history.WriteJSONL(w, ops)                    // history.jsonl, one operation a line
 //
 // # Outcomes
 //
@@ -41,7 +41,7 @@
 //   - acquire unknown: not given to porcupine either. The token of such a
 //     grant is known to nobody, so "it took effect" can never explain
 //     anything that "it did not" cannot; it only forbids more. Settle such
-//     acquires with ResolveUnknown when etcd knows what happened.
+//     acquires with Resolve when etcd knows what happened.
 //   - release ok / renew ok: only by the holder's token.
 //   - release or renew fail ("not held") by the holder: only at or after E
 //     (the lease may have expired); the lock is then free. By anyone else:
@@ -79,12 +79,12 @@
 // porcupine's search is exponential in the number of operations that may be
 // linearized anywhere, which unknown outcomes (returning "never") are. Keep
 // contention per key modest, and resolve unknown outcomes from the system of
-// record with ResolveUnknown before checking.
+// record with Resolve before checking.
 //
 // # Concurrency
 //
 // A Recorder and its Pendings are safe for concurrent use. Check, the JSONL
-// functions, ResolveUnknown and Generate are pure functions of their
+// functions, Resolve and Generate are pure functions of their
 // arguments; Check runs partitions in parallel on up to GOMAXPROCS
 // goroutines and returns after all of them are done, except that after a
 // timeout porcupine's own search goroutine may outlive Check by a moment (it

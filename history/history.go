@@ -36,7 +36,7 @@ const (
 // ErrInvalid is wrapped by every error about a malformed history.
 var ErrInvalid = errors.New("history: invalid history")
 
-// Op is one recorded operation, one line of history.jsonl (SPEC §7).
+// Op is one recorded operation, one line of history.jsonl.
 type Op struct {
 	Client   string  `json:"client"`
 	Op       string  `json:"op"` // acquire, release, renew, read, write
@@ -48,7 +48,7 @@ type Op struct {
 	Outcome  Outcome `json:"outcome"`
 }
 
-// Input holds the fields of the HTTP request body, in SPEC units (seconds
+// Input holds the fields of the HTTP request body, in the API's units (seconds
 // as float).
 type Input struct {
 	TTL          *float64 `json:"ttl,omitempty"`

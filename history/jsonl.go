@@ -24,7 +24,7 @@ func (e *ParseError) Unwrap() error { return ErrInvalid }
 // maxLine bounds one line of history.jsonl.
 const maxLine = 1 << 20
 
-// WriteJSONL writes ops as JSON lines (SPEC §7).
+// WriteJSONL writes ops as JSON lines: history.jsonl, one operation a line.
 func WriteJSONL(w io.Writer, ops []Op) error {
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)

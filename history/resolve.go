@@ -1,67 +1,183 @@
 package history
 
-// Resolution is what the system of record (etcd, the protected resource)
-// says about an operation whose outcome the client never learned.
-type Resolution struct {
-	// Applied reports that the operation took effect.
-	Applied bool
-	// Output is what the client would have been told when Applied: for an
-	// acquire, the FencingToken (the revision of the grant) and, if known,
-	// the LockToken and TTL. It is ignored when not Applied.
-	Output Output
-}
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"time"
+)
 
-// ResolveCode marks the Output.Code of an operation ResolveUnknown found
-// had no effect. It is not a "not held" claim (see ClaimsNotHeld).
+// ResolveCode marks the Output.Code of an operation Resolve found had no
+// effect. It is not a "not held" claim (see ClaimsNotHeld).
 const ResolveCode = "resolved_not_applied"
 
-// ResolveUnknown returns a copy of ops in which every operation with an
-// Unknown outcome for which resolve answers (known = true) is settled:
+// Record is what the system of record (etcd) says about the lock service,
+// read after the history ended: every grant it wrote and every release it
+// recorded. Times are nanoseconds since the history's start, like Op times.
+type Record struct {
+	// Grants is every grant etcd recorded, in revision order.
+	Grants []Grant
+	// Released maps the lock token of each unknown release that etcd
+	// recorded as done (a release receipt) to when that was seen.
+	Released map[string]int64
+	// Now is when the record was read: every write that took effect had
+	// taken effect by then.
+	Now int64
+}
+
+// Grant is one lock grant etcd recorded.
+type Grant struct {
+	Owner    string // the clientId of the acquire
+	Resource string
+	Revision int64         // the fencing token
+	TTL      time.Duration // the lease's granted TTL
+	Seen     int64         // when it was seen (after it was committed)
+	Ended    int64         // when its deletion (release, revoke, expiry) was seen; 0 = not seen
+}
+
+// Resolve settles operations whose outcome the client never learned (a lock
+// server crashed mid-request, etcd did not answer in time) from what etcd
+// recorded, as etcd's robustness tests patch their histories from the WAL.
+// It returns the settled history (sorted by call time) and how many
+// operations it settled; ops is not modified.
 //
-//   - applied: outcome OK with resolve's Output;
-//   - not applied: outcome Fail with Code ResolveCode, a no-op for the
-//     models.
+// A client runs one acquire at a time, so the grants etcd recorded with that
+// client as owner, in revision order, belong to its acquire attempts that
+// took effect, in call order. Each grant not claimed by an acquire the client
+// saw succeed belongs to the unknown acquire between the client's
+// neighbouring successful acquires (its fencing token lies between theirs):
+// that acquire becomes OK with the grant's fencing token, returning when the
+// grant was seen. Nobody learned that grant's token, so nobody releases it;
+// when etcd deleted it (its lock server revoked the lease, or it expired), a
+// release of it is added, returning when the deletion was seen, so that the
+// checker knows the lock was free from then on. An unknown acquire for which
+// etcd recorded no grant had no effect and becomes Fail (Code ResolveCode),
+// returning before the client's next acquire (or at Now).
 //
-// Either way the return time is set to end: a time by which every resolved
-// operation had taken effect (for example Recorder.Since() right after the
-// sandbox caught up with etcd); end <= 0 means the latest time in ops. The
-// client never saw an answer, so the operation may have taken effect at any
-// time in [call, end], and no client believed in its result. That keeps the check sound and removes the
-// nondeterminism that makes porcupine slow on contended keys (FACTS
-// "Checking").
-//
-// resolve is called only for Unknown operations. A typical sandbox answers
-// for acquires from the grants etcd recorded for the client and resource
-// after the op's call, and for releases from whether the lock key with that
-// token was deleted before it expired. It should say known = false whenever
-// it is not sure: an unresolved op stays Unknown, which is always sound.
-func ResolveUnknown(ops []Op, end int64, resolve func(op Op) (r Resolution, known bool)) []Op {
-	latest := end
-	for _, op := range ops {
-		latest = max(latest, op.Call, op.ret(0))
-	}
-	if end <= 0 {
-		end = latest
-	}
-	out := make([]Op, len(ops))
-	copy(out, ops)
-	for i, op := range out {
-		if op.Outcome != Unknown {
+// A release whose outcome is unknown is settled by its receipt: with one it
+// took effect (OK, returning when the receipt was seen), without one it did
+// not (Fail with Code ResolveCode, which claims nothing about who holds the
+// lock). Renewals stay unknown.
+func Resolve(ops []Op, rec Record) ([]Op, int) {
+	ops = slices.Clone(ops)
+	synth, resolved := resolveAcquires(ops, rec)
+	for i := range ops {
+		op := &ops[i]
+		if op.Op != OpRelease || op.Outcome != Unknown {
 			continue
 		}
-		r, known := resolve(op)
-		if !known {
+		resolved++
+		if at, ok := rec.Released[op.Input.LockToken]; ok {
+			ret := max(at, op.Call)
+			op.Outcome, op.Return = OK, &ret
+			op.Output.Error = "outcome resolved from etcd: released"
 			continue
 		}
-		ret := max(end, op.Call)
-		out[i].Return = &ret
-		if r.Applied {
-			out[i].Outcome = OK
-			out[i].Output = r.Output
-			continue
-		}
-		out[i].Outcome = Fail
-		out[i].Output = Output{Code: ResolveCode, Error: "resolved: the operation had no effect"}
+		ret := max(rec.Now, op.Call)
+		op.Outcome, op.Return = Fail, &ret
+		op.Output.Code = ResolveCode
+		op.Output.Error = "outcome resolved from etcd: no release was recorded"
 	}
-	return out
+	ops = append(ops, synth...)
+	slices.SortStableFunc(ops, func(a, b Op) int { return cmp.Compare(a.Call, b.Call) })
+	return ops, resolved
+}
+
+// resolveAcquires settles the unknown acquires of ops in place, client by
+// client, and returns the releases it synthesized for grants that etcd
+// deleted, and how many acquires it settled.
+func resolveAcquires(ops []Op, rec Record) (synth []Op, resolved int) {
+	byOwner := map[string][]Grant{}
+	for _, g := range rec.Grants {
+		byOwner[g.Owner] = append(byOwner[g.Owner], g)
+	}
+	perClient := map[string][]int{} // acquires per client, in call order (indexes into ops)
+	for i, op := range ops {
+		if op.Op == OpAcquire {
+			perClient[op.Client] = append(perClient[op.Client], i)
+		}
+	}
+	for _, client := range slices.Sorted(maps.Keys(perClient)) {
+		idx := perClient[client]
+		slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(ops[a].Call, ops[b].Call) })
+		claimed := map[int64]bool{}
+		for _, i := range idx {
+			if ops[i].Outcome == OK {
+				claimed[ops[i].Output.FencingToken] = true
+			}
+		}
+		free := slices.DeleteFunc(slices.Clone(byOwner[client]), func(g Grant) bool { return claimed[g.Revision] })
+		for k, i := range idx {
+			if ops[i].Outcome != Unknown {
+				continue
+			}
+			resolved++
+			lo, hi := neighbourTokens(ops, idx, k)
+			found := slices.IndexFunc(free, func(g Grant) bool {
+				return g.Revision > lo && g.Revision < hi && g.Resource == ops[i].Resource
+			})
+			op := &ops[i]
+			if found < 0 {
+				ret := max(op.Call, rec.Now)
+				if k+1 < len(idx) {
+					ret = ops[idx[k+1]].Call // it was over before the client's next acquire
+				}
+				op.Outcome, op.Return = Fail, &ret
+				op.Output.Code = ResolveCode
+				op.Output.Error = "outcome resolved from etcd: no grant was recorded"
+				continue
+			}
+			g := free[found]
+			free = slices.Delete(free, found, found+1)
+			if end, ok := granted(op, g); ok {
+				synth = append(synth, end)
+			}
+		}
+	}
+	return synth, resolved
+}
+
+// granted settles op as the grant g and, when etcd deleted g, returns the
+// release of it that nobody sent (its lock server revoked the lease, or it
+// expired): from then on the lock was free.
+func granted(op *Op, g Grant) (Op, bool) {
+	ret := max(g.Seen, op.Call)
+	ttl := g.TTL.Seconds()
+	op.Outcome, op.Return = OK, &ret
+	op.Output.FencingToken = g.Revision
+	op.Output.TTL = &ttl
+	op.Output.Error = "outcome resolved from etcd: granted"
+	if g.Ended == 0 {
+		return Op{}, false
+	}
+	tok := fmt.Sprintf("resolved-grant-%d", g.Revision)
+	op.Output.LockToken = tok
+	end := max(g.Ended, ret)
+	return Op{
+		Client: op.Client, Op: OpRelease, Resource: op.Resource,
+		Input: Input{LockToken: tok}, Call: op.Call, Return: &end, Outcome: OK,
+		Output: Output{Error: "synthesized from etcd: the grant's lease was revoked or expired"},
+	}, true
+}
+
+// neighbourTokens returns the fencing tokens of the client's successful
+// acquires just before and just after its k-th acquire (0 and MaxInt64 when
+// there is none).
+func neighbourTokens(ops []Op, idx []int, k int) (lo, hi int64) {
+	lo, hi = 0, math.MaxInt64
+	for j := k - 1; j >= 0; j-- {
+		if o := ops[idx[j]]; o.Outcome == OK {
+			lo = o.Output.FencingToken
+			break
+		}
+	}
+	for j := k + 1; j < len(idx); j++ {
+		if o := ops[idx[j]]; o.Outcome == OK {
+			hi = o.Output.FencingToken
+			break
+		}
+	}
+	return lo, hi
 }

@@ -1,6 +1,8 @@
 package scenarios
 
 import (
+	"github.com/locksim/locksim/component"
+	"github.com/locksim/locksim/faults"
 	"strings"
 	"testing"
 	"time"
@@ -27,7 +29,7 @@ func TestCatalogueParses(t *testing.T) {
 			perResource := (s.Topology.Clients + len(s.Workload.Resources) - 1) / len(s.Workload.Resources)
 			assert.LessOrEqual(t, perResource, 4, "at most 4 clients per resource")
 			for _, st := range s.Steps {
-				assert.NotEmpty(t, st.Note, "step on line %d has a note", st.Line)
+				assert.NotEmpty(t, st.Note, "%s has a note", st.Source)
 			}
 			for _, v := range s.VariantNames() {
 				eff, err := s.Resolve(v)
@@ -77,8 +79,8 @@ func TestGCPauseOutlastsTheLease(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, s.Steps)
 	pause := s.Steps[0]
-	assert.Equal(t, FaultPause, pause.Fault)
-	assert.Equal(t, &When{Holder: "client-1", Phase: PhaseBeforeWrite, Timeout: pause.When.Timeout}, pause.When,
+	assert.Equal(t, faults.FaultPause, pause.Fault)
+	assert.Equal(t, &faults.Condition{Holder: "client-1", Phase: component.PhaseBeforeWrite, Timeout: pause.When.Timeout}, pause.When,
 		"the pause starts after client-1 read the resource and checked its lease, before it writes")
 	assert.Equal(t, "client-1", pause.Target)
 	assert.Greater(t, pause.For, s.Lock.TTL, "the pause outlasts the lease")
@@ -115,10 +117,10 @@ func TestRollingRestartRestartsEveryMember(t *testing.T) {
 	down := 0
 	for _, st := range s.Steps {
 		switch st.Fault {
-		case FaultCrash:
+		case faults.FaultCrash:
 			crashed = append(crashed, st.Target)
 			down++
-		case FaultRestart:
+		case faults.FaultRestart:
 			down--
 		}
 		assert.LessOrEqual(t, down, 1, "one member down at a time")

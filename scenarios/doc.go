@@ -1,7 +1,8 @@
-// Package scenarios defines locksim's scenario files: the types the
-// sandbox runner consumes, a parser that rejects malformed files before
-// anything starts (with "file:line: problem" messages), and the catalogue
-// of scenarios shipped with locksim (embedded *.yaml files).
+// Package scenarios defines locksim's scenario files: the Scenario type, a
+// parser that rejects malformed files before anything starts (with
+// "file:line: problem" messages), an encoder that writes what the parser
+// reads (Encode), and the catalogue of scenarios shipped with locksim
+// (embedded *.yaml files).
 //
 // The format is documented in README.md next to this file. A scenario
 // describes a topology (3 etcd members, lock servers, clients, balancer),
@@ -9,9 +10,11 @@
 // the variants to run (for example fenced and unfenced), and what the
 // checker must conclude for each variant.
 //
-// The package is pure: it reads bytes and returns plain data. Roles such
-// as "etcd:leader" or "client:holder" stay unresolved; the runner resolves
-// them when a step fires.
+// The steps decode into the fault runner's own type, faults.Step, and are
+// checked by its rules (faults.Step.Check) against the file's topology; the
+// nemesis is a faults.NemesisSpec. Plan returns both as the runner's plan.
+// Roles such as "etcd:leader" or "client:holder" stay unresolved; the
+// fault injector resolves them when a step fires.
 //
 // # Usage
 //
@@ -24,13 +27,11 @@
 //		eff, _ := s.Resolve(name) // fencing/unsafe after the variant's overrides, and its Expect
 //		...
 //	}
-//	for _, st := range s.Steps {
-//		t, _ := scenarios.ParseTarget(st.Target) // already validated by Parse
-//		...
-//	}
+//	plan := s.Plan(s.Seed)      // []faults.Step: the steps and the nemesis draws, in firing order
+//	data := scenarios.Encode(s) // a file that parses back to s
 //
 // # Concurrency
 //
-// Parsing has no shared state; a parsed Scenario is plain data that is safe
-// to read from many goroutines as long as nobody modifies it.
+// Parsing and encoding have no shared state; a parsed Scenario is plain data
+// that is safe to read from many goroutines as long as nobody modifies it.
 package scenarios

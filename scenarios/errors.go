@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
+
+	"github.com/locksim/locksim/internal/words"
 )
 
 // ErrInvalid is wrapped by every error about a malformed scenario file.
@@ -77,44 +80,16 @@ func (p *problems) err() error {
 }
 
 // oneOf renders "want one of a, b, c".
-func oneOf(items []string) string { return "want one of " + strings.Join(items, ", ") }
+func oneOf(items []string) string { return words.OneOf(items) }
 
-// suggest returns ` (did you mean "x"?)` for a near miss, or the list of
+// suggest returns ` + "`" + `did you mean "x"?` + "`" + ` for a near miss, or the list of
 // allowed words.
-func suggest(got string, allowed []string) string {
-	best, bestDist := "", 3
-	for _, a := range allowed {
-		if d := editDistance(strings.ToLower(got), strings.ToLower(a)); d < bestDist {
-			best, bestDist = a, d
-		}
-	}
-	if best != "" {
-		return fmt.Sprintf("did you mean %q?", best)
-	}
-	return oneOf(allowed)
-}
+func suggest(got string, allowed []string) string { return words.Suggest(got, allowed) }
 
-// editDistance is the Levenshtein distance of two short words.
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	if len(ra) > 64 || len(rb) > 64 {
-		return 99
+func quoteList(items []string) string {
+	q := make([]string, len(items))
+	for i, s := range items {
+		q[i] = strconv.Quote(s)
 	}
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
+	return strings.Join(q, ", ")
 }

@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"errors"
+	"github.com/locksim/locksim/component"
 	"io/fs"
 	"strings"
 	"testing"
@@ -60,8 +61,8 @@ func FuzzParse(f *testing.F) {
 				if tg == "" {
 					continue
 				}
-				if _, err := ParseTarget(tg); err != nil {
-					t.Fatalf("accepted step on line %d has a bad target: %v", st.Line, err)
+				if _, err := component.ParseTarget(tg); err != nil {
+					t.Fatalf("accepted %s has a bad target: %v", st.Source, err)
 				}
 			}
 		}

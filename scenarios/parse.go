@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/locksim/locksim/faults"
 	"gopkg.in/yaml.v3"
 )
 
@@ -31,19 +32,7 @@ var (
 	whenKeys        = []string{"holder", "phase", "timeout"}
 	nemesisKeys     = []string{"every", "faults", "for"}
 	stepCommonKeys  = []string{"at", "when", "fault", "note"}
-	stepKeys        = append(slices.Clone(stepCommonKeys), "target", "isolate", "groups", "bridge", "from", "to", "link", "latency", "jitter", "for", "restartAfter", "skew")
-
-	// faultKeys are the keys each fault takes besides stepCommonKeys.
-	faultKeys = map[string][]string{
-		FaultCrash:     {"target", "restartAfter"},
-		FaultRestart:   {"target"},
-		FaultPause:     {"target", "for"},
-		FaultResume:    {"target"},
-		FaultPartition: {"isolate", "groups", "bridge", "from", "to", "for"},
-		FaultDelay:     {"link", "latency", "jitter", "for"},
-		FaultHeal:      {},
-		FaultClockSkew: {"target", "skew", "for"},
-	}
+	stepKeys        = append(slices.Clone(stepCommonKeys), faults.StepFields...)
 )
 
 // ParseFile reads and parses one scenario file. Problems are reported as
@@ -220,7 +209,7 @@ func (d *decoder) scenario(root *yaml.Node, file string) *Scenario {
 		case "variants":
 			s.Variants = d.variants(f.value)
 		case "steps":
-			s.Steps = d.steps(f.value)
+			s.Steps = d.steps(f.value, base)
 		case "nemesis":
 			s.Nemesis = d.nemesis(f.value)
 		case "final":
@@ -231,6 +220,9 @@ func (d *decoder) scenario(root *yaml.Node, file string) *Scenario {
 	}
 	if expectNode != nil {
 		d.expect(expectNode, s)
+	}
+	if s.Nemesis != nil {
+		s.Nemesis.Members, s.Nemesis.LockServers, s.Nemesis.Clients = s.Topology.Etcd, s.Topology.LockServers, s.Topology.Clients
 	}
 	return s
 }
@@ -340,15 +332,15 @@ func (d *decoder) expectation(fields []field, path string) Expect {
 	return e
 }
 
-func (d *decoder) nemesis(n *yaml.Node) *Nemesis {
-	nm := &Nemesis{}
+func (d *decoder) nemesis(n *yaml.Node) *faults.NemesisSpec {
+	nm := &faults.NemesisSpec{}
 	for _, g := range d.fields(n, "nemesis", nemesisKeys) {
 		path := "nemesis." + g.key
 		switch g.key {
 		case "every":
 			nm.Every, _ = d.duration(g.value, path, false)
 		case "faults":
-			nm.Faults, _ = d.strList(g.value, path, 2*len(NemesisFaults))
+			nm.Faults, _ = d.strList(g.value, path, 2*len(faults.NemesisFaults))
 		case "for":
 			nm.For, _ = d.duration(g.value, path, false)
 		}
@@ -359,7 +351,7 @@ func (d *decoder) nemesis(n *yaml.Node) *Nemesis {
 	return nm
 }
 
-func (d *decoder) steps(n *yaml.Node) []Step {
+func (d *decoder) steps(n *yaml.Node, file string) []faults.Step {
 	n = resolve(n)
 	if isNull(n) {
 		return nil
@@ -372,16 +364,18 @@ func (d *decoder) steps(n *yaml.Node) []Step {
 		d.add(n.Line, "steps: at most %d steps, got %d", MaxSteps, len(n.Content))
 		return nil
 	}
-	out := make([]Step, 0, len(n.Content))
+	out := make([]faults.Step, 0, len(n.Content))
 	for i, item := range n.Content {
-		out = append(out, d.step(item, fmt.Sprintf("steps[%d]", i)))
+		st := d.step(item, fmt.Sprintf("steps[%d]", i))
+		st.Source = fmt.Sprintf("step %d (%s:%d)", i+1, file, resolve(item).Line)
+		out = append(out, st)
 	}
 	return out
 }
 
-func (d *decoder) step(n *yaml.Node, path string) Step {
+func (d *decoder) step(n *yaml.Node, path string) faults.Step {
 	n = resolve(n)
-	st := Step{Line: n.Line}
+	var st faults.Step
 	d.pos[path] = n.Line
 	fields, _ := d.mapping(n, path, stepKeys, "")
 	if n.Kind != yaml.MappingNode {
@@ -430,30 +424,23 @@ func (d *decoder) step(n *yaml.Node, path string) Step {
 		d.add(n.Line, "step has no \"at\" (when it fires, e.g. at: 3s)")
 	}
 	if !has["fault"] {
-		d.add(n.Line, "step has no \"fault\" (%s)", oneOf(Faults))
+		d.add(n.Line, "step has no \"fault\" (%s)", oneOf(faults.Faults))
 		return st
 	}
-	takes, known := faultKeys[st.Fault]
+	takes, known := faults.Takes[st.Fault]
 	if !known {
 		return st // Validate names the unknown fault
 	}
 	for _, f := range fields {
 		if !slices.Contains(stepCommonKeys, f.key) && !slices.Contains(takes, f.key) {
-			d.add(f.line, "%s does not take %q (%s)", st.Fault, f.key, takesText(takes))
+			d.add(f.line, "%s does not take %q (%s)", st.Fault, f.key, faults.TakesText(takes))
 		}
 	}
 	return st
 }
 
-func takesText(keys []string) string {
-	if len(keys) == 0 {
-		return "it takes only at, when and note"
-	}
-	return "it takes " + strings.Join(keys, ", ")
-}
-
-func (d *decoder) when(n *yaml.Node, path string) *When {
-	w := &When{}
+func (d *decoder) when(n *yaml.Node, path string) *faults.Condition {
+	w := &faults.Condition{}
 	for _, g := range d.fields(n, "when", whenKeys) {
 		p := "when." + g.key
 		switch g.key {

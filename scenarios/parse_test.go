@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"errors"
+	"github.com/locksim/locksim/faults"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,14 +63,15 @@ func TestParseSpecExample(t *testing.T) {
 		Fencing:     true,
 		Raft:        Raft{TickMs: 10, ElectionMs: 100},
 		Variants:    []Variant{{Name: "fenced", Fencing: &tr}, {Name: "unfenced", Fencing: &f}},
-		Steps: []Step{
-			{Line: 16, At: 3 * time.Second, When: &When{Holder: "client-1", Phase: "after-read"}, Fault: "pause",
-				Target: "client-1", For: 5 * time.Second, Note: "Client 1 is frozen."},
-			{Line: 22, At: 12 * time.Second, Fault: "partition", Isolate: "etcd:leader", For: 4 * time.Second},
-			{Line: 23, At: 18 * time.Second, Fault: "crash", Target: "lockserver-2", RestartAfter: 2 * time.Second},
+		Steps: []faults.Step{
+			{At: 3 * time.Second, When: &faults.Condition{Holder: "client-1", Phase: "after-read"}, Fault: "pause",
+				Target: "client-1", For: 5 * time.Second, Note: "Client 1 is frozen.", Source: "step 1 (gc.yaml:16)"},
+			{At: 12 * time.Second, Fault: "partition", Isolate: "etcd:leader", For: 4 * time.Second, Source: "step 2 (gc.yaml:22)"},
+			{At: 18 * time.Second, Fault: "crash", Target: "lockserver-2", RestartAfter: 2 * time.Second, Source: "step 3 (gc.yaml:23)"},
 		},
-		Nemesis: &Nemesis{Every: 4 * time.Second, Faults: []string{"crash-member", "partition-minority", "pause-client"}, For: 2 * time.Second},
-		Final:   "heal",
+		Nemesis: &faults.NemesisSpec{Every: 4 * time.Second, Faults: []string{"crash-member", "partition-minority", "pause-client"}, For: 2 * time.Second,
+			Members: 3, LockServers: 3, Clients: 3},
+		Final: "heal",
 		Expect: map[string]Expect{
 			"fenced":   {Lock: "linearizable", Resource: "linearizable"},
 			"unfenced": {Resource: "violated"},
@@ -197,12 +199,12 @@ func TestParseCapsTheNumberOfProblems(t *testing.T) {
 func TestValidateHandBuiltScenario(t *testing.T) {
 	s, err := Parse("h.yaml", []byte("duration: 10s\n"))
 	require.NoError(t, err)
-	s.Steps = append(s.Steps, Step{Line: 0, At: 11 * time.Second, Fault: FaultHeal})
+	s.Steps = append(s.Steps, faults.Step{At: 11 * time.Second, Fault: faults.FaultHeal})
 	err = s.Validate()
 	require.Error(t, err)
 	assert.Equal(t, "h.yaml: at 11s is beyond the end of the run (duration 10s)", err.Error())
 
-	s.Steps = []Step{{At: time.Second, Fault: FaultCrash, Target: "etcd-1", Latency: time.Millisecond}}
+	s.Steps = []faults.Step{{At: time.Second, Fault: faults.FaultCrash, Target: "etcd-1", Latency: time.Millisecond}}
 	err = s.Validate()
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `crash does not take "latency"`, "zero-value checks catch fields a fault does not take")
@@ -220,12 +222,12 @@ func TestProblemsErrNilWhenClean(t *testing.T) {
 	assert.False(t, errors.Is(p.err(), ErrInvalid))
 }
 
-func TestTimelineOrdersStepsByAt(t *testing.T) {
+func TestPlanOrdersStepsByAt(t *testing.T) {
 	in := "duration: 10s\nsteps:\n  - {at: 5s, fault: heal, note: c}\n  - {at: 1s, fault: heal, note: a}\n  - {at: 5s, fault: heal, note: d}\n  - {at: 2s, fault: heal, note: b}\n"
 	s, err := Parse("t.yaml", []byte(in))
 	require.NoError(t, err)
 	var got []string
-	for _, st := range s.Timeline() {
+	for _, st := range s.Plan(1) {
 		got = append(got, st.Note)
 	}
 	assert.Equal(t, []string{"a", "b", "c", "d"}, got)

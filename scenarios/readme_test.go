@@ -1,6 +1,8 @@
 package scenarios
 
 import (
+	"github.com/locksim/locksim/component"
+	"github.com/locksim/locksim/faults"
 	"os"
 	"strings"
 	"testing"
@@ -23,7 +25,7 @@ func TestReadmeExampleParses(t *testing.T) {
 	assert.Equal(t, "gc-pause-past-lease", s.Name)
 	assert.Equal(t, []string{"fenced", "unfenced"}, s.VariantNames())
 	require.Len(t, s.Steps, 2)
-	assert.Equal(t, &When{Holder: "client-1", Phase: PhaseBeforeWrite}, s.Steps[0].When)
+	assert.Equal(t, &faults.Condition{Holder: "client-1", Phase: component.PhaseBeforeWrite}, s.Steps[0].When)
 
 	// Every catalogue file is listed in the README's table.
 	for _, name := range Names() {

@@ -4,45 +4,17 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"time"
+
+	"github.com/locksim/locksim/component"
+	"github.com/locksim/locksim/faults"
 )
 
 // DefaultVariant is the name of the single implicit variant of a scenario
 // whose file has no `variants` block.
 const DefaultVariant = "default"
-
-// Fault names accepted in `steps[].fault`.
-const (
-	FaultCrash     = "crash"
-	FaultRestart   = "restart"
-	FaultPause     = "pause"
-	FaultResume    = "resume"
-	FaultPartition = "partition"
-	FaultDelay     = "delay"
-	FaultHeal      = "heal"
-	FaultClockSkew = "clock-skew"
-)
-
-// Faults lists every step fault, in the order the documentation uses.
-var Faults = []string{FaultCrash, FaultRestart, FaultPause, FaultResume, FaultPartition, FaultDelay, FaultHeal, FaultClockSkew}
-
-// Nemesis fault names accepted in `nemesis.faults`.
-var NemesisFaults = []string{
-	"crash-member", "crash-leader", "restart-member", "partition-minority", "partition-leader",
-	"pause-client", "pause-lockserver", "crash-lockserver", "delay-link", "clock-skew",
-}
-
-// Phases a `when` trigger can wait for, in the order a lock cycle passes them.
-const (
-	PhaseAcquired    = "acquired"     // the holder has just been granted the lock
-	PhaseAfterRead   = "after-read"   // the holder has read the protected resource
-	PhaseBeforeWrite = "before-write" // the holder is about to write the protected resource
-	PhaseReleased    = "released"     // the holder has just released the lock
-)
-
-// Phases lists every `when.phase`.
-var Phases = []string{PhaseAcquired, PhaseAfterRead, PhaseBeforeWrite, PhaseReleased}
 
 // Balancer policies accepted in `topology.balancer`.
 const (
@@ -112,10 +84,12 @@ type Scenario struct {
 	LockServers LockServers // teaching-only switches
 	Raft        Raft
 
-	Variants []Variant // in file order; empty means one implicit variant "default"
-	Steps    []Step    // in file order
-	Nemesis  *Nemesis  // nil when absent
-	Final    string    // "" or "heal"
+	Variants []Variant     // in file order; empty means one implicit variant "default"
+	Steps    []faults.Step // in file order; each Source names its file and line
+	// Nemesis draws random faults from the seed; nil when absent. Its
+	// topology (Members, LockServers, Clients) is the scenario's.
+	Nemesis *faults.NemesisSpec
+	Final   string // "" or "heal"
 
 	// Expect is keyed by variant name; "default" when the file has no
 	// variants and `expect` is at the top level. A variant without an entry
@@ -166,49 +140,6 @@ type Variant struct {
 	Name    string
 	Fencing *bool   // nil: the scenario's Fencing
 	Unsafe  *string // nil: the scenario's LockServers.Unsafe ("" switches it off)
-}
-
-// Step is one scripted fault.
-type Step struct {
-	Line  int           // line of the step in the file
-	At    time.Duration // offset from the start of the run (required)
-	When  *When         // optional trigger, waited for from At on
-	Fault string        // one of Faults
-
-	Target string // crash, restart, pause, resume, clock-skew
-
-	// partition: exactly one of Isolate, Groups, Bridge or From+To.
-	Isolate string
-	Groups  [][]string
-	Bridge  string
-	From    string
-	To      string
-
-	// delay
-	Link    string // "a->b" (one direction) or "a<->b" (both); see ParseLink
-	Latency time.Duration
-	Jitter  time.Duration
-
-	For          time.Duration // pause, partition, delay, clock-skew: undo after this long (0: until resume/heal/end)
-	RestartAfter time.Duration // crash: restart after this long (0: stays down until restart/heal)
-	Skew         time.Duration // clock-skew: added to the client's clock (may be negative)
-
-	Note string // narration shown when the step fires
-}
-
-// When delays a step until a client reaches a phase of its lock cycle.
-// The client is held at that phase until the step has been applied.
-type When struct {
-	Holder  string        // client-N
-	Phase   string        // one of Phases
-	Timeout time.Duration // give up (skip the step) after this long; 0 = wait until the run ends
-}
-
-// Nemesis injects random faults drawn with the scenario's seed.
-type Nemesis struct {
-	Every  time.Duration // a new fault every Every
-	Faults []string      // drawn from NemesisFaults
-	For    time.Duration // how long each fault lasts (default Every/2, at most Every)
 }
 
 // Expect is what the checker must conclude for one variant.
@@ -267,10 +198,21 @@ func (s *Scenario) Resolve(variant string) (Effective, error) {
 	return Effective{}, fmt.Errorf("%w %q (want one of %s)", ErrUnknownVariant, variant, quoteList(s.VariantNames()))
 }
 
-// Timeline returns the steps in firing order: by At, ties in file order.
-// The file need not be sorted.
-func (s *Scenario) Timeline() []Step {
+// Plan returns the fault runner's plan: the scripted steps and, with a
+// nemesis, its draws from seed, in firing order (by At, ties in file order,
+// scripted before drawn).
+func (s *Scenario) Plan(seed int64) []faults.Step {
 	steps := slices.Clone(s.Steps)
-	slices.SortStableFunc(steps, func(a, b Step) int { return cmp.Compare(a.At, b.At) })
+	if s.Nemesis != nil {
+		rng := rand.New(rand.NewPCG(uint64(seed), 0x6e656d))
+		steps = append(steps, faults.Nemesis(*s.Nemesis, s.Duration, rng)...)
+	}
+	slices.SortStableFunc(steps, func(a, b faults.Step) int { return cmp.Compare(a.At, b.At) })
 	return steps
+}
+
+// Counts returns the count of each kind of component, as faults.Step.Check
+// wants it.
+func (t Topology) Counts() faults.Topology {
+	return faults.Topology{component.Etcd: t.Etcd, component.LockServer: t.LockServers, component.Client: t.Clients, component.Balancer: 1}
 }

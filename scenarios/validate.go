@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/locksim/locksim/faults"
 )
 
 var (
@@ -13,53 +15,6 @@ var (
 	variantName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 	balancers   = []string{BalancerRoundRobin, BalancerLeastConnections}
 	verdicts    = []string{Linearizable, Violated}
-)
-
-// targetRule says which targets a field accepts: per kind, "N" for named
-// components and the accepted roles.
-type targetRule map[string][]string
-
-var kindOrder = []string{KindEtcd, KindLockServer, KindClient, KindBalancer}
-
-func (r targetRule) String() string {
-	var forms []string
-	for _, k := range kindOrder {
-		for _, f := range r[k] {
-			switch {
-			case k == KindBalancer:
-				forms = append(forms, k)
-			case f == "N":
-				forms = append(forms, k+"-N")
-			default:
-				forms = append(forms, k+":"+f)
-			}
-		}
-	}
-	if len(forms) < 2 {
-		return strings.Join(forms, "")
-	}
-	return strings.Join(forms[:len(forms)-1], ", ") + " or " + forms[len(forms)-1]
-}
-
-func (r targetRule) allows(t Target) bool {
-	form := "N"
-	if t.IsRole() {
-		form = t.Role
-	}
-	return slices.Contains(r[t.Kind], form)
-}
-
-var (
-	ruleCrash     = targetRule{KindEtcd: {"N", RoleLeader, RoleFollower}, KindLockServer: {"N", RoleAny}}
-	ruleRestart   = targetRule{KindEtcd: {"N"}, KindLockServer: {"N"}}
-	rulePause     = targetRule{KindClient: {"N", RoleHolder}, KindLockServer: {"N", RoleAny}}
-	ruleResume    = targetRule{KindClient: {"N"}, KindLockServer: {"N"}}
-	ruleIsolate   = targetRule{KindEtcd: {"N", RoleLeader, RoleFollower}, KindLockServer: {"N", RoleAny}}
-	ruleGroup     = targetRule{KindEtcd: {"N"}, KindLockServer: {"N"}}
-	ruleBridge    = targetRule{KindEtcd: {"N", RoleLeader, RoleFollower}}
-	ruleDirected  = targetRule{KindEtcd: {"N", RoleLeader, RoleFollower}, KindLockServer: {"N", RoleAny}}
-	ruleClockSkew = targetRule{KindClient: {"N", RoleHolder}}
-	ruleHolder    = targetRule{KindClient: {"N"}}
 )
 
 // validator checks a decoded Scenario.
@@ -100,8 +55,8 @@ func (s *Scenario) Validate() error {
 	v.topology()
 	v.lockAndWorkload()
 	v.variants()
-	for i := range s.Steps {
-		v.step(i, &s.Steps[i])
+	for i, st := range s.Steps {
+		v.step(i, st)
 	}
 	v.nemesis()
 	v.expect()
@@ -233,14 +188,14 @@ func (v *validator) nemesis() {
 		v.at("nemesis.for", "nemesis.for must be more than 0s and at most nemesis.every (%s), got %s", n.Every, n.For)
 	}
 	if len(n.Faults) == 0 {
-		v.at("nemesis", "nemesis.faults is empty (%s)", oneOf(NemesisFaults))
+		v.at("nemesis", "nemesis.faults is empty (%s)", oneOf(faults.NemesisFaults))
 	}
 	seen := map[string]bool{}
 	for i, f := range n.Faults {
 		path := fmt.Sprintf("nemesis.faults[%d]", i)
 		switch {
-		case !slices.Contains(NemesisFaults, f):
-			v.at(path, "unknown nemesis fault %q (%s)", f, suggest(f, NemesisFaults))
+		case !slices.Contains(faults.NemesisFaults, f):
+			v.at(path, "unknown nemesis fault %q (%s)", f, suggest(f, faults.NemesisFaults))
 		case seen[f]:
 			v.at(path, "nemesis fault %q is listed twice", f)
 		}

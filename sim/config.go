@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"regexp"
 	"time"
+
+	"github.com/locksim/locksim/scenarios"
 )
 
 // ErrConfig is wrapped by every configuration error.
@@ -12,7 +14,9 @@ var ErrConfig = errors.New("sim: bad config")
 
 // Config describes a whole sandbox. The zero value is a valid default
 // sandbox: 3 etcd members with fast Raft timing, 3 lock servers behind a
-// round-robin balancer, 3 clients on one resource, fencing on.
+// round-robin balancer, 3 clients on one resource, fencing on. The defaults
+// are a scenario file's (package scenarios), so that `locksim up` and a
+// scenario without a workload block run the same sandbox.
 type Config struct {
 	// Members is the number of embedded etcd members. Default 3.
 	Members int
@@ -68,9 +72,17 @@ type Config struct {
 	Unfenced bool
 	// Seed fixes the workload's random choices. Default 1.
 	Seed int64
-	// Pace is a label shown to viewers ("fast" or "classroom").
+	// Pace is PaceFast (default) or PaceClassroom: slow Raft timing (100 ms
+	// ticks, 1 s elections), and a workload of at least a 10 s TTL, a 5 s
+	// wait, a 2 s hold and a 1 s think, so that a room can follow each step.
 	Pace string
 }
+
+// Paces.
+const (
+	PaceFast      = "fast"
+	PaceClassroom = "classroom"
+)
 
 // Workload is the loop every simulated client runs: acquire (through the
 // balancer) -> read the protected resource -> hold -> write it -> release ->
@@ -83,9 +95,11 @@ type Workload struct {
 	TTL time.Duration
 	// Wait is how long an acquire may block. Default 1s.
 	Wait time.Duration
-	// Hold is the time between reading and writing the resource. Default 20ms.
+	// (The workload's defaults are a scenario file's: package scenarios.)
+	// Hold is the time between reading and writing the resource. Default
+	// 100ms, as in a scenario file.
 	Hold time.Duration
-	// Think is the pause between cycles. Default 10ms.
+	// Think is the pause between cycles. Default 20ms, as in a scenario file.
 	Think time.Duration
 	// Cycles caps the cycles per client; 0 = until stopped.
 	Cycles int
@@ -95,24 +109,38 @@ type Workload struct {
 
 var resourceID = regexp.MustCompile(`^[A-Za-z0-9:._/-]{1,256}$`)
 
+// Defaults returns the zero Config with every default filled in: what
+// `locksim up` starts without flags.
+func Defaults() Config {
+	var c Config
+	c.setDefaults()
+	return c
+}
+
 func (c *Config) setDefaults() {
+	if c.Pace == "" {
+		c.Pace = PaceFast
+	}
+	if c.Pace == PaceClassroom {
+		c.TickMs, c.ElectionMs = max(c.TickMs, 100), max(c.ElectionMs, 1000)
+	}
 	if c.Members == 0 {
-		c.Members = 3
+		c.Members = scenarios.DefaultEtcd
 	}
 	if c.TickMs == 0 {
-		c.TickMs = 10
+		c.TickMs = scenarios.DefaultTickMs
 	}
 	if c.ElectionMs == 0 {
-		c.ElectionMs = 100
+		c.ElectionMs = scenarios.DefaultElectionMs
 	}
 	if c.LockServers == 0 {
-		c.LockServers = 3
+		c.LockServers = scenarios.DefaultLockServers
 	}
 	if c.EtcdTimeout == 0 {
 		c.EtcdTimeout = 2 * time.Second
 	}
 	if c.Policy == "" {
-		c.Policy = "round-robin"
+		c.Policy = scenarios.DefaultBalancer
 	}
 	if c.BalancerListen == "" {
 		c.BalancerListen = "127.0.0.1:0"
@@ -120,30 +148,33 @@ func (c *Config) setDefaults() {
 	if c.HealthInterval == 0 {
 		c.HealthInterval = 200 * time.Millisecond
 	}
-	if c.Clients == 0 {
-		c.Clients = 3
+	if c.Clients == 0 && !c.Workload.Disabled {
+		c.Clients = scenarios.DefaultClients
 	}
 	if c.Seed == 0 {
-		c.Seed = 1
-	}
-	if c.Pace == "" {
-		c.Pace = "fast"
+		c.Seed = scenarios.DefaultSeed
 	}
 	w := &c.Workload
 	if len(w.Resources) == 0 {
-		w.Resources = []string{"order:12345"}
+		w.Resources = []string{scenarios.DefaultResource}
 	}
 	if w.TTL == 0 {
-		w.TTL = 2 * time.Second
+		w.TTL = scenarios.DefaultTTL
 	}
 	if w.Wait == 0 {
-		w.Wait = time.Second
+		w.Wait = scenarios.DefaultWait
 	}
 	if w.Hold == 0 {
-		w.Hold = 20 * time.Millisecond
+		w.Hold = scenarios.DefaultHold
 	}
 	if w.Think == 0 {
-		w.Think = 10 * time.Millisecond
+		w.Think = scenarios.DefaultThink
+	}
+	if c.Pace == PaceClassroom {
+		w.TTL = max(w.TTL, 10*time.Second)
+		w.Wait = max(w.Wait, 5*time.Second)
+		w.Hold = max(w.Hold, 2*time.Second)
+		w.Think = max(w.Think, time.Second)
 	}
 }
 
@@ -160,10 +191,12 @@ func (c *Config) validate() error {
 		return bad("lock servers must be 1..16, got %d", c.LockServers)
 	case c.Clients < 0 || c.Clients > 256:
 		return bad("clients must be 0..256, got %d", c.Clients)
-	case c.Policy != "round-robin" && c.Policy != "least-connections":
+	case c.Policy != scenarios.BalancerRoundRobin && c.Policy != scenarios.BalancerLeastConnections:
 		return bad("policy must be round-robin or least-connections, got %q", c.Policy)
-	case c.Unsafe != "" && c.Unsafe != "check-then-set":
+	case c.Unsafe != "" && c.Unsafe != scenarios.UnsafeCheckThenSet:
 		return bad("unsafe mode must be check-then-set, got %q", c.Unsafe)
+	case c.Pace != PaceFast && c.Pace != PaceClassroom:
+		return bad("pace must be fast or classroom, got %q", c.Pace)
 	case c.Workload.TTL <= 0 || c.Workload.TTL > time.Hour:
 		return bad("ttl must be in (0, 1h], got %s", c.Workload.TTL)
 	case c.Workload.Wait < 0 || c.Workload.Wait > 300*time.Second:

@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
+	"github.com/locksim/locksim/component"
 	"github.com/locksim/locksim/faults"
 )
 
@@ -14,27 +14,10 @@ import (
 // nemesis and of the web UI's buttons goes through these methods.
 var _ faults.Env = (*Sandbox)(nil)
 
-func kindOf(name string) string {
-	switch {
-	case strings.HasPrefix(name, "etcd-"):
-		return "etcd"
-	case strings.HasPrefix(name, "lockserver-"):
-		return "lockserver"
-	case strings.HasPrefix(name, "client-"):
-		return "client"
-	case name == "balancer":
-		return "balancer"
-	}
-	return ""
-}
-
 // Members lists the components a partition splits: etcd members and lock
 // servers ("isolate X" cuts X from all the others).
 func (sb *Sandbox) Members() []string {
-	var out []string
-	for i := range sb.etcdURLs {
-		out = append(out, fmt.Sprintf("etcd-%d", i+1))
-	}
+	out := component.Names(component.Etcd, len(sb.etcdURLs))
 	sb.mu.Lock()
 	for _, s := range sb.servers {
 		out = append(out, s.name)
@@ -46,18 +29,15 @@ func (sb *Sandbox) Members() []string {
 // Names lists every component: etcd members, lock servers, the balancer and
 // the clients.
 func (sb *Sandbox) Names() []string {
-	out := append(sb.Members(), "balancer")
-	for i := range sb.cfg.Clients {
-		out = append(out, fmt.Sprintf("client-%d", i+1))
-	}
-	return out
+	out := append(sb.Members(), component.Balancer)
+	return append(out, component.Names(component.Client, sb.cfg.Clients)...)
 }
 
 // Resolve turns a target (a name or a role such as etcd:leader) into a
 // component name, now.
 func (sb *Sandbox) Resolve(target string) (string, error) {
 	switch target {
-	case "etcd:leader":
+	case component.EtcdLeader:
 		if sb.cluster == nil {
 			return "", ErrExternal
 		}
@@ -65,7 +45,7 @@ func (sb *Sandbox) Resolve(target string) (string, error) {
 			return l, nil
 		}
 		return "", fmt.Errorf("%w: no etcd leader right now", ErrNotRunning)
-	case "etcd:follower":
+	case component.EtcdFollower:
 		if sb.cluster == nil {
 			return "", ErrExternal
 		}
@@ -76,7 +56,7 @@ func (sb *Sandbox) Resolve(target string) (string, error) {
 			}
 		}
 		return "", fmt.Errorf("%w: no running etcd follower", ErrNotRunning)
-	case "lockserver:any":
+	case component.AnyLockServer:
 		sb.mu.Lock()
 		defer sb.mu.Unlock()
 		for _, s := range sb.servers {
@@ -85,7 +65,7 @@ func (sb *Sandbox) Resolve(target string) (string, error) {
 			}
 		}
 		return "", fmt.Errorf("%w: no running lock server", ErrNotRunning)
-	case "client:holder":
+	case component.HolderClient:
 		for _, c := range sb.Clients() {
 			if c.Believes {
 				return c.Name, nil
@@ -103,13 +83,13 @@ func (sb *Sandbox) Resolve(target string) (string, error) {
 // a lock server or the balancer (listener and live connections closed).
 func (sb *Sandbox) Crash(name string) error {
 	defer sb.triggers.releaseAll()
-	switch kindOf(name) {
-	case "etcd":
+	switch component.KindOf(name) {
+	case component.Etcd:
 		if sb.cluster == nil {
 			return ErrExternal
 		}
 		return sb.cluster.Crash(name)
-	case "lockserver":
+	case component.LockServer:
 		sb.mu.Lock()
 		slot := sb.slot(name)
 		if slot == nil {
@@ -124,7 +104,7 @@ func (sb *Sandbox) Crash(name string) error {
 		}
 		s.Resume()
 		return s.Close()
-	case "balancer":
+	case component.Balancer:
 		sb.mu.Lock()
 		lb := sb.balancer
 		sb.balancer = nil
@@ -141,13 +121,13 @@ func (sb *Sandbox) Crash(name string) error {
 // member from its kept data dir).
 func (sb *Sandbox) Restart(ctx context.Context, name string) error {
 	defer sb.triggers.releaseAll()
-	switch kindOf(name) {
-	case "etcd":
+	switch component.KindOf(name) {
+	case component.Etcd:
 		if sb.cluster == nil {
 			return ErrExternal
 		}
 		return sb.cluster.Restart(ctx, name)
-	case "lockserver":
+	case component.LockServer:
 		sb.mu.Lock()
 		defer sb.mu.Unlock()
 		slot := sb.slot(name)
@@ -158,7 +138,7 @@ func (sb *Sandbox) Restart(ctx context.Context, name string) error {
 			return fmt.Errorf("%w: %s", ErrRunning, name)
 		}
 		return sb.startServer(ctx, slot)
-	case "balancer":
+	case component.Balancer:
 		sb.mu.Lock()
 		defer sb.mu.Unlock()
 		if sb.balancer != nil {
@@ -186,20 +166,19 @@ func (sb *Sandbox) Resume(name string) error { return sb.setPaused(name, false) 
 
 func (sb *Sandbox) setPaused(name string, paused bool) error {
 	defer sb.triggers.releaseAll()
-	switch kindOf(name) {
-	case "client":
+	switch component.KindOf(name) {
+	case component.Client:
 		c, err := sb.clientByName(name)
 		if err != nil {
 			return err
 		}
 		if paused {
-			c.gate.Pause()
+			c.Pause()
 		} else {
-			c.gate.Resume()
+			c.Resume()
 		}
-		sb.notifyChange()
 		return nil
-	case "lockserver":
+	case component.LockServer:
 		sb.mu.Lock()
 		defer sb.mu.Unlock()
 		slot := sb.slot(name)
@@ -225,53 +204,44 @@ func (sb *Sandbox) setPaused(name string, paused bool) error {
 // (client -> balancer -> lock server -> etcd member) in the sandbox's network
 // emulator, where a cut link stalls like a black hole.
 func (sb *Sandbox) Cut(from, to string) error {
-	defer sb.triggers.releaseAll()
-	for _, n := range []string{from, to} {
-		if !slices.Contains(sb.Names(), n) {
-			return fmt.Errorf("%w: %q", ErrUnknownNode, n)
-		}
-	}
-	if kindOf(from) == "etcd" && kindOf(to) == "etcd" {
-		if sb.cluster == nil {
-			return ErrExternal
-		}
-		return sb.cluster.Cut(from, to)
-	}
-	sb.net.Block(from, to)
-	return nil
+	return sb.onLink(from, to, sb.cluster.Cut, sb.net.Block)
 }
 
 // Mend undoes one Cut.
 func (sb *Sandbox) Mend(from, to string) error {
-	defer sb.triggers.releaseAll()
-	if kindOf(from) == "etcd" && kindOf(to) == "etcd" {
-		if sb.cluster == nil {
-			return ErrExternal
-		}
-		return sb.cluster.Mend(from, to)
-	}
-	sb.net.Unblock(from, to)
-	return nil
+	return sb.onLink(from, to, sb.cluster.Mend, sb.net.Unblock)
 }
 
 // Delay adds latency (± jitter) to the link from one component to another.
 func (sb *Sandbox) Delay(from, to string, latency, jitter time.Duration) error {
+	return sb.onLink(from, to,
+		func(from, _ string) error {
+			// Each member has one advertised peer URL, so a delay between
+			// members is set on the sending member's peer proxy: it slows
+			// every Raft message `from` sends (see cluster.SetDelay).
+			return sb.cluster.SetDelay(from, latency, jitter)
+		},
+		func(from, to string) { sb.net.SetDelay(from, to, latency, jitter) })
+}
+
+// onLink checks both names and acts on the link from -> to: through etcd's
+// peer transport (members) between two members, else through the network
+// emulator (emu).
+func (sb *Sandbox) onLink(from, to string, members func(from, to string) error, emu func(from, to string)) error {
 	defer sb.triggers.releaseAll()
+	names := sb.Names()
 	for _, n := range []string{from, to} {
-		if !slices.Contains(sb.Names(), n) {
+		if !slices.Contains(names, n) {
 			return fmt.Errorf("%w: %q", ErrUnknownNode, n)
 		}
 	}
-	if kindOf(from) == "etcd" && kindOf(to) == "etcd" {
+	if component.KindOf(from) == component.Etcd && component.KindOf(to) == component.Etcd {
 		if sb.cluster == nil {
 			return ErrExternal
 		}
-		// Each member has one advertised peer URL, so a delay between
-		// members is set on the sending member's peer proxy: it slows every
-		// Raft message `from` sends (see cluster.SetDelay).
-		return sb.cluster.SetDelay(from, latency, jitter)
+		return members(from, to)
 	}
-	sb.net.SetDelay(from, to, latency, jitter)
+	emu(from, to)
 	return nil
 }
 
@@ -282,7 +252,7 @@ func (sb *Sandbox) ClockSkew(name string, d time.Duration) error {
 	if err != nil {
 		return err
 	}
-	c.skew.Store(int64(d))
+	c.SetSkew(d)
 	return nil
 }
 
@@ -292,7 +262,7 @@ func (sb *Sandbox) Heal() error {
 	sb.net.Heal()
 	sb.mu.Lock()
 	for _, c := range sb.clients {
-		c.skew.Store(0)
+		c.SetSkew(0)
 	}
 	sb.mu.Unlock()
 	if sb.cluster != nil {
@@ -302,12 +272,12 @@ func (sb *Sandbox) Heal() error {
 }
 
 // Wait blocks until a client enters the condition's phase (Holder a client
-// name, or ""/"any"/"client:holder" for any client), then holds that client
+// name, or "client:holder" for any client), then holds that client
 // at the phase until the next fault has been applied (at most 2 s). It
 // returns the client that matched.
 func (sb *Sandbox) Wait(ctx context.Context, cond faults.Condition) (string, error) {
 	holder := cond.Holder
-	if holder == "any" || holder == "client:holder" {
+	if holder == component.HolderClient {
 		holder = ""
 	}
 	if cond.Timeout > 0 {

@@ -1,25 +1,25 @@
-// Package sim wires a whole locksim sandbox from a Config — three embedded
-// etcd members, stateless lock servers, a load balancer, the protected
-// resource and simulated clients — and runs scenario files against it.
+// Package sim is the sandbox: one whole locking service of the design in
+// this process — three embedded etcd members (package cluster), stateless
+// lock servers (lockserver), a load balancer (loadbalancer), the protected
+// resource (sim/resource) and simulated clients (sim/clients) — wired from a
+// Config, through an in-process network emulator so that links can be cut.
 //
-// It is the only package that knows every other one: it adapts the cluster
-// and the lock servers to the small interfaces of package faults, turns
-// scenario files into fault plans, records every client operation with
-// package history, and checks the recorded history when a run ends.
+// The Sandbox implements faults.Env over the real components and owns the
+// fault injector every fault goes through (Faults), the history recorder
+// every client writes to (Recorder), and a watcher of the lock keys in etcd
+// (Observer) that knows who holds what and settles unknown outcomes
+// (EtcdRecord, for history.Resolve). State is everything a viewer draws.
+// Running a scenario file is package run's; the web view is package live's.
 //
 // # Usage
 //
-//	sb, err := sim.New(sim.Config{Clients: 5})
+//	sb, err := sim.New(sim.Config{Clients: 5}) // or Pace: sim.PaceClassroom
 //	if err != nil { ... }
 //	if err := sb.Start(ctx); err != nil { ... }
 //	defer sb.Close()
 //	sb.StartWorkload(ctx)
 //	fmt.Println(sb.Addresses().Balancer)
-//
-// A headless scenario run:
-//
-//	sc, _ := scenarios.ParseFile("scenarios/leader-crash.yaml")
-//	rep, err := sim.RunScenario(ctx, sc, sim.RunOptions{OutDir: "out"})
+//	sb.Faults().Apply(ctx, faults.Step{Fault: faults.FaultCrash, Target: "etcd:leader"})
 //
 // # The network
 //
@@ -32,6 +32,7 @@
 //
 // # Concurrency
 //
-// A Sandbox is safe for concurrent use: faults, the web UI and the workload
-// act on it at once. Close stops the workload first, then every component.
+// A Sandbox is safe for concurrent use: faults, the web view and the
+// workload act on it at once. Close stops the workload first, then every
+// component.
 package sim

@@ -12,28 +12,29 @@ import (
 	"github.com/locksim/locksim/lockserver"
 )
 
-// observer watches the lock records and release receipts in etcd with its
+// Observer watches the lock records and release receipts in etcd with its
 // own client (not through the fault network): it knows who holds each lock
 // in etcd right now, and keeps every grant and every release etcd recorded,
 // so that acquires and releases whose outcome a client could not learn can
 // be resolved afterwards, the way etcd's robustness tests patch histories
 // from what the cluster persisted.
-type observer struct {
+type Observer struct {
 	cli    *clientv3.Client
 	cancel context.CancelFunc
 	done   chan struct{}
 	now    func() time.Duration
 
 	mu       sync.Mutex
-	held     map[string]heldLock      // resource -> current holder in etcd
-	grants   []grantRec               // every grant etcd recorded, in revision order
+	held     map[string]HeldLock      // resource -> current holder in etcd
+	grants   []Grant                  // every grant etcd recorded, in revision order
 	released map[string]time.Duration // token hash -> when its release receipt was seen
 	ended    map[int64]time.Duration  // grant revision -> when its deletion (release, revoke or expiry) was seen
 	rev      int64                    // last revision seen
 	seen     chan struct{}            // closed and replaced when rev moves
 }
 
-type heldLock struct {
+// HeldLock is who holds one lock in etcd.
+type HeldLock struct {
 	Owner        string
 	FencingToken int64
 	Lease        int64
@@ -41,7 +42,9 @@ type heldLock struct {
 	TTL          time.Duration
 }
 
-func newObserver(ctx context.Context, endpoints []string, now func() time.Duration) (*observer, error) {
+// NewObserver starts watching the lock keys of the etcd cluster at endpoints;
+// now stamps what it sees.
+func NewObserver(ctx context.Context, endpoints []string, now func() time.Duration) (*Observer, error) {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,
 		DialTimeout: 2 * time.Second,
@@ -50,11 +53,11 @@ func newObserver(ctx context.Context, endpoints []string, now func() time.Durati
 	if err != nil {
 		return nil, err
 	}
-	o := &observer{
+	o := &Observer{
 		cli:      cli,
 		done:     make(chan struct{}),
 		now:      now,
-		held:     map[string]heldLock{},
+		held:     map[string]HeldLock{},
 		released: map[string]time.Duration{},
 		ended:    map[int64]time.Duration{},
 		seen:     make(chan struct{}),
@@ -76,7 +79,7 @@ func newObserver(ctx context.Context, endpoints []string, now func() time.Durati
 	return o, nil
 }
 
-func (o *observer) loop(ctx context.Context, from int64) {
+func (o *Observer) loop(ctx context.Context, from int64) {
 	defer close(o.done)
 	for ctx.Err() == nil {
 		wch := o.cli.Watch(ctx, lockserver.InfoPrefix, clientv3.WithRange(lockserver.WatchEnd), clientv3.WithRev(from), clientv3.WithPrevKV(), clientv3.WithProgressNotify())
@@ -113,13 +116,13 @@ func (o *observer) loop(ctx context.Context, from int64) {
 	}
 }
 
-func (o *observer) put(key, value []byte, rev, lease int64) {
+func (o *Observer) put(key, value []byte, rev, lease int64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.putLocked(key, value, rev, lease)
 }
 
-func (o *observer) putLocked(key, value []byte, rev, lease int64) {
+func (o *Observer) putLocked(key, value []byte, rev, lease int64) {
 	if strings.HasPrefix(string(key), lockserver.ReleasedPrefix) {
 		o.released[string(value)] = o.now()
 		return
@@ -132,24 +135,25 @@ func (o *observer) putLocked(key, value []byte, rev, lease int64) {
 	if h, ok := o.held[res]; ok && h.FencingToken == rev {
 		return // seen already (the initial Get and the watch overlap)
 	}
-	o.held[res] = heldLock{Owner: rec.OwnerID, FencingToken: rev, Lease: lease, Since: o.now(), TTL: rec.TTL}
-	o.grants = append(o.grants, grantRec{Owner: rec.OwnerID, Resource: res, Revision: rev, TTL: rec.TTL, Seen: o.now()})
+	o.held[res] = HeldLock{Owner: rec.OwnerID, FencingToken: rev, Lease: lease, Since: o.now(), TTL: rec.TTL}
+	o.grants = append(o.grants, Grant{Owner: rec.OwnerID, Resource: res, Revision: rev, TTL: rec.TTL, Seen: o.now()})
 }
 
-// grantRec is one grant as etcd recorded it.
-type grantRec struct {
+// Grant is one grant as etcd recorded it.
+// Grant is one grant etcd recorded.
+type Grant struct {
 	Owner    string
 	Resource string
 	Revision int64 // the fencing token
 	TTL      time.Duration
-	Seen     time.Duration // when the observer saw it (after it was committed)
+	Seen     time.Duration // when the Observer saw it (after it was committed)
 }
 
 // Held returns who holds each lock in etcd, by resource.
-func (o *observer) Held() map[string]heldLock {
+func (o *Observer) Held() map[string]HeldLock {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	out := make(map[string]heldLock, len(o.held))
+	out := make(map[string]HeldLock, len(o.held))
 	for k, v := range o.held {
 		out[k] = v
 	}
@@ -157,16 +161,16 @@ func (o *observer) Held() map[string]heldLock {
 }
 
 // Released reports whether etcd recorded a successful release of the lock
-// token with this hash, and when the observer saw it.
-func (o *observer) Released(hash string) (time.Duration, bool) {
+// token with this hash, and when the Observer saw it.
+func (o *Observer) Released(hash string) (time.Duration, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	at, ok := o.released[hash]
 	return at, ok
 }
 
-// Ended reports when the observer saw the grant of that revision deleted.
-func (o *observer) Ended(rev int64) (time.Duration, bool) {
+// Ended reports when the Observer saw the grant of that revision deleted.
+func (o *Observer) Ended(rev int64) (time.Duration, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	at, ok := o.ended[rev]
@@ -174,15 +178,15 @@ func (o *observer) Ended(rev int64) (time.Duration, bool) {
 }
 
 // Grants returns every grant seen so far, in revision order.
-func (o *observer) Grants() []grantRec {
+func (o *Observer) Grants() []Grant {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return append([]grantRec(nil), o.grants...)
+	return append([]Grant(nil), o.grants...)
 }
 
-// Sync waits until the observer has seen every revision etcd has committed
+// Sync waits until the Observer has seen every revision etcd has committed
 // now, so that Grant answers for every write that took effect.
-func (o *observer) Sync(ctx context.Context) error {
+func (o *Observer) Sync(ctx context.Context) error {
 	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	resp, err := o.cli.Get(gctx, "/locksim-sync")
 	cancel()
@@ -209,7 +213,8 @@ func (o *observer) Sync(ctx context.Context) error {
 	}
 }
 
-func (o *observer) Close() {
+// Close stops watching.
+func (o *Observer) Close() {
 	o.cancel()
 	<-o.done
 	o.cli.Close()

@@ -15,10 +15,13 @@ import (
 	"time"
 
 	"github.com/locksim/locksim/cluster"
+	"github.com/locksim/locksim/component"
 	"github.com/locksim/locksim/faults"
 	"github.com/locksim/locksim/history"
 	"github.com/locksim/locksim/loadbalancer"
 	"github.com/locksim/locksim/lockserver"
+	"github.com/locksim/locksim/sim/clients"
+	"github.com/locksim/locksim/sim/resource"
 )
 
 // Errors returned by the sandbox.
@@ -40,24 +43,22 @@ type Sandbox struct {
 	cluster  *cluster.Cluster // nil with ExternalEtcd
 	etcdURLs []string
 	net      *faults.Network
-	resource *Resource
+	resource *resource.Store
 	rec      *history.Recorder
-	observer *observer
+	observer *Observer
+	faults   *faults.Injector
 
-	mu        sync.Mutex
-	closed    bool
-	servers   []*serverSlot
-	balancer  *loadbalancer.Balancer
-	lbAddr    string
-	clients   []*client
-	events    []faults.Event
-	changed   chan struct{} // closed and replaced on every client phase change
-	workload  context.CancelFunc
-	workerWG  sync.WaitGroup
-	eventSubs []func(faults.Event)
-	keys      map[string]string // API key -> client id (nil: auth off)
-	draining  atomic.Bool
-	triggers  triggers
+	mu       sync.Mutex
+	closed   bool
+	servers  []*serverSlot
+	balancer *loadbalancer.Balancer
+	lbAddr   string
+	clients  []*simClient
+	workload context.CancelFunc
+	workerWG sync.WaitGroup
+	keys     map[string]string // API key -> client id (nil: auth off)
+	draining atomic.Bool
+	triggers triggers
 }
 
 type serverSlot struct {
@@ -65,6 +66,12 @@ type serverSlot struct {
 	addr   string // fixed after the first start, reused on restart
 	server *lockserver.Server
 	paused bool
+}
+
+// simClient is a simulated client and the HTTP transport it owns.
+type simClient struct {
+	*clients.Client
+	tr *http.Transport
 }
 
 // New validates cfg and returns a sandbox that is not started yet.
@@ -75,8 +82,7 @@ func New(cfg Config) (*Sandbox, error) {
 	}
 	sb := &Sandbox{
 		cfg:      cfg,
-		resource: NewResource(!cfg.Unfenced),
-		changed:  make(chan struct{}),
+		resource: resource.New(!cfg.Unfenced),
 	}
 	sb.net = faults.NewNetwork(rand.New(rand.NewPCG(uint64(cfg.Seed), 7)))
 	if cfg.Auth || len(cfg.APIKeys) > 0 {
@@ -85,7 +91,7 @@ func New(cfg Config) (*Sandbox, error) {
 			sb.keys[k] = v
 		}
 		for i := range cfg.Clients {
-			sb.keys[randomKey()] = fmt.Sprintf("client-%d", i+1)
+			sb.keys[randomKey()] = component.Name(component.Client, i+1)
 		}
 	}
 	return sb, nil
@@ -100,6 +106,7 @@ func (sb *Sandbox) Config() Config { return sb.cfg }
 func (sb *Sandbox) Start(ctx context.Context) (err error) {
 	sb.start = time.Now()
 	sb.rec = history.NewRecorder(sb.start)
+	sb.faults = &faults.Injector{Env: sb, Start: sb.start}
 	defer func() {
 		if err != nil {
 			_ = sb.Close()
@@ -129,12 +136,12 @@ func (sb *Sandbox) Start(ctx context.Context) (err error) {
 	} else {
 		sb.etcdURLs = append([]string(nil), sb.cfg.ExternalEtcd...)
 		for i, u := range sb.etcdURLs {
-			sb.net.Name(hostPort(u), fmt.Sprintf("etcd-%d", i+1))
+			sb.net.Name(hostPort(u), component.Name(component.Etcd, i+1))
 		}
 	}
 
 	for i := range sb.cfg.LockServers {
-		slot := &serverSlot{name: fmt.Sprintf("lockserver-%d", i+1), addr: "127.0.0.1:0"}
+		slot := &serverSlot{name: component.Name(component.LockServer, i+1), addr: "127.0.0.1:0"}
 		if err := sb.startServer(ctx, slot); err != nil {
 			return err
 		}
@@ -143,7 +150,7 @@ func (sb *Sandbox) Start(ctx context.Context) (err error) {
 	if err := sb.startBalancer(ctx); err != nil {
 		return err
 	}
-	obs, err := newObserver(ctx, sb.etcdURLs, sb.now)
+	obs, err := NewObserver(ctx, sb.etcdURLs, sb.Elapsed)
 	if err != nil {
 		return err
 	}
@@ -151,7 +158,12 @@ func (sb *Sandbox) Start(ctx context.Context) (err error) {
 	return nil
 }
 
-func (sb *Sandbox) now() time.Duration { return time.Since(sb.start) }
+// Started is when Start began: time zero of the history, of the fault
+// events and of a scenario's steps.
+func (sb *Sandbox) Started() time.Time { return sb.start }
+
+// Elapsed is the time since Started.
+func (sb *Sandbox) Elapsed() time.Duration { return time.Since(sb.start) }
 
 func (sb *Sandbox) startServer(ctx context.Context, slot *serverSlot) error {
 	dial := sb.net.Dialer(slot.name)
@@ -188,7 +200,7 @@ func (sb *Sandbox) startBalancer(ctx context.Context) error {
 	if listen == "" {
 		listen = sb.cfg.BalancerListen
 	}
-	dial := sb.net.Dialer("balancer")
+	dial := sb.net.Dialer(component.Balancer)
 	tr := &http.Transport{
 		DialContext:         dial,
 		MaxIdleConns:        1024,
@@ -210,7 +222,7 @@ func (sb *Sandbox) startBalancer(ctx context.Context) error {
 	}
 	sb.balancer = lb
 	sb.lbAddr = lb.Addr()
-	sb.net.Name(sb.lbAddr, "balancer")
+	sb.net.Name(sb.lbAddr, component.Balancer)
 	return nil
 }
 
@@ -265,7 +277,7 @@ func (sb *Sandbox) Addresses() Addresses {
 		a.LockServers[s.name] = "http://" + s.addr
 	}
 	for i, u := range sb.etcdURLs {
-		a.Etcd[fmt.Sprintf("etcd-%d", i+1)] = u
+		a.Etcd[component.Name(component.Etcd, i+1)] = u
 	}
 	return a
 }
@@ -284,10 +296,27 @@ func (sb *Sandbox) EtcdURLs() []string { return append([]string(nil), sb.etcdURL
 func (sb *Sandbox) Cluster() *cluster.Cluster { return sb.cluster }
 
 // Resource returns the protected resource.
-func (sb *Sandbox) Resource() *Resource { return sb.resource }
+func (sb *Sandbox) Resource() *resource.Store { return sb.resource }
 
 // Recorder returns the history recorder of this sandbox.
 func (sb *Sandbox) Recorder() *history.Recorder { return sb.rec }
+
+// Observer returns the watcher of the lock keys in etcd: who holds what now,
+// and every grant and release etcd recorded.
+func (sb *Sandbox) Observer() *Observer { return sb.observer }
+
+// Faults returns the sandbox's fault injector: every fault — a scenario's
+// step, a nemesis draw, a click in the page — goes through it, and its
+// events are the sandbox's one log of faults.
+func (sb *Sandbox) Faults() *faults.Injector { return sb.faults }
+
+// Events returns every fault event so far (latest state of each).
+func (sb *Sandbox) Events() []faults.Event {
+	if sb.faults == nil {
+		return nil
+	}
+	return sb.faults.Events()
+}
 
 // Balancer returns the running balancer (nil while crashed).
 func (sb *Sandbox) Balancer() *loadbalancer.Balancer {
@@ -300,10 +329,8 @@ func (sb *Sandbox) Balancer() *loadbalancer.Balancer {
 func (sb *Sandbox) LockServer(name string) *lockserver.Server {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
-	for _, s := range sb.servers {
-		if s.name == name {
-			return s.server
-		}
+	if s := sb.slot(name); s != nil {
+		return s.server
 	}
 	return nil
 }
@@ -314,33 +341,6 @@ func hostPort(rawURL string) string {
 		return rawURL
 	}
 	return u.Host
-}
-
-// publishEvent records a fault event and hands it to subscribers.
-func (sb *Sandbox) publishEvent(ev faults.Event) {
-	sb.mu.Lock()
-	replaced := false
-	for i := range sb.events {
-		if sb.events[i].ID == ev.ID {
-			sb.events[i] = ev
-			replaced = true
-		}
-	}
-	if !replaced {
-		sb.events = append(sb.events, ev)
-	}
-	subs := append([]func(faults.Event){}, sb.eventSubs...)
-	sb.mu.Unlock()
-	for _, f := range subs {
-		f(ev)
-	}
-}
-
-// Events returns every fault event so far (latest state of each).
-func (sb *Sandbox) Events() []faults.Event {
-	sb.mu.Lock()
-	defer sb.mu.Unlock()
-	return append([]faults.Event(nil), sb.events...)
 }
 
 func randomKey() string {

@@ -24,7 +24,7 @@ type Status struct {
 
 // Status reads the current summary.
 func (sb *Sandbox) Status() Status {
-	st := Status{At: sb.now(), Leader: "-"}
+	st := Status{At: sb.Elapsed(), Leader: "-"}
 	st.External = sb.cluster == nil
 	if sb.cluster != nil {
 		for _, m := range sb.cluster.Status() {

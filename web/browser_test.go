@@ -49,7 +49,7 @@ func TestBrowserScrubShowsPastState(t *testing.T) {
 	require.NoError(t, b.Navigate(s.URL()))
 	require.NoError(t, b.WaitJS(`document.querySelectorAll('#members [data-leader=true]').length === 1`, 10*time.Second))
 	require.NoError(t, b.WaitJS(`document.querySelector('#members [data-member="etcd-1"][data-leader=true]')`, 10*time.Second))
-	require.NoError(t, toy.Do(t.Context(), Command{Action: ActionCrash, Target: "etcd-1"}))
+	require.NoError(t, toy.Do(t.Context(), Command{Action: "crash", Target: "etcd-1"}))
 	require.NoError(t, b.WaitJS(`document.querySelector('#members [data-member="etcd-1"]').dataset.up === 'false'`, 5*time.Second))
 
 	// Scrub back to the first frame: etcd-1 was up and leading there.
@@ -69,7 +69,7 @@ func TestScreenshot(t *testing.T) {
 	toy.advance(200)
 	_ = toy.Do(t.Context(), Command{Action: ActionRunScenario, Scenario: "gc-pause-past-lease"})
 	toy.advance(15)
-	_ = toy.Do(t.Context(), Command{Action: ActionPartition, Groups: [][]string{{"etcd-3"}, {"etcd-1", "etcd-2"}}})
+	_ = toy.Do(t.Context(), Command{Action: "partition", Groups: [][]string{{"etcd-3"}, {"etcd-1", "etcd-2"}}})
 	toy.advance(12)
 	toy.start()
 	t.Cleanup(toy.close)

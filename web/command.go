@@ -5,14 +5,12 @@ import (
 	"fmt"
 )
 
-// Actions accepted by POST /api/control.
+// Actions of POST /api/control that the page's server knows itself. Every
+// other action is a fault (crash, restart, pause, resume, partition, with a
+// Target or Groups) that the Controller validates and applies: the fault
+// vocabulary is the fault runner's, not the page's.
 const (
-	ActionCrash       = "crash"        // Target: etcd-N, lockserver-N, balancer
-	ActionRestart     = "restart"      // Target
-	ActionPause       = "pause"        // Target: client-N, lockserver-N
-	ActionResume      = "resume"       // Target
-	ActionPartition   = "partition"    // Groups: two or more groups of node names
-	ActionHeal        = "heal"         // undo every partition
+	ActionHeal        = "heal"         // undo every fault in effect
 	ActionFencing     = "fencing"      // Value: fencing on or off
 	ActionRunScenario = "run-scenario" // Scenario: catalogue name (or YAML: a scenario file)
 	ActionContinue    = "continue"     // fire the next scenario step in step mode
@@ -21,7 +19,8 @@ const (
 )
 
 var (
-	// ErrBadCommand reports a malformed control command.
+	// ErrBadCommand reports a malformed control command (HTTP 400). A
+	// Controller wraps it for a fault it cannot apply as written.
 	ErrBadCommand = errors.New("web: bad command")
 	// ErrForbidden reports a missing or wrong control token, or a foreign origin.
 	ErrForbidden = errors.New("web: forbidden")
@@ -29,38 +28,16 @@ var (
 	ErrNoController = errors.New("web: read-only: no controller")
 )
 
-// Validate checks that c names a known action with the fields it needs.
+// Validate checks the fields of the server's own actions; a fault action is
+// the Controller's to check.
 func (c Command) Validate() error {
 	switch c.Action {
-	case ActionCrash, ActionRestart, ActionPause, ActionResume:
-		if c.Target == "" {
-			return fmt.Errorf("%w: %s needs a target", ErrBadCommand, c.Action)
-		}
-	case ActionPartition:
-		if len(c.Groups) < 2 {
-			return fmt.Errorf("%w: partition needs at least two groups", ErrBadCommand)
-		}
-		seen := map[string]bool{}
-		for _, g := range c.Groups {
-			if len(g) == 0 {
-				return fmt.Errorf("%w: partition group is empty", ErrBadCommand)
-			}
-			for _, n := range g {
-				if n == "" || seen[n] {
-					return fmt.Errorf("%w: partition names %q twice or empty", ErrBadCommand, n)
-				}
-				seen[n] = true
-			}
-		}
 	case ActionRunScenario:
 		if c.Scenario == "" && c.YAML == "" {
 			return fmt.Errorf("%w: run-scenario needs a scenario name or YAML", ErrBadCommand)
 		}
-	case ActionHeal, ActionFencing, ActionContinue, ActionStepMode, ActionExport:
 	case "":
 		return fmt.Errorf("%w: missing action", ErrBadCommand)
-	default:
-		return fmt.Errorf("%w: unknown action %q", ErrBadCommand, c.Action)
 	}
 	return nil
 }

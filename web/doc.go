@@ -2,10 +2,12 @@
 // hand-written CSS and JavaScript (embedded, no CDN, no build step) that
 // draws the sandbox live from a websocket, plus a small control API.
 //
-// web knows nothing about etcd, lock servers or scenarios. It declares the
-// data it shows (Frame and its parts, plain JSON) and two interfaces:
-// Source, which publishes frames, and Controller, which carries out the
-// buttons' commands. The sim package implements both.
+// web knows nothing about etcd, lock servers, faults or scenarios. It
+// declares the data it shows (Frame and its parts, plain JSON) and two
+// interfaces: Source, which publishes frames, and Controller, which carries
+// out the buttons' commands — a fault action (crash, restart, pause, resume,
+// partition) is the Controller's to validate and apply. Package live
+// implements both.
 //
 // # Usage
 //
@@ -26,7 +28,7 @@
 //	GET  /api/info        {"controlRequired","controllable","live"}
 //	GET  /api/scenarios   the catalogue for the picker
 //	GET  /api/frames      every frame recorded so far, for the scrub slider
-//	GET  /api/export      the control actions so far as a scenario file (ExportYAML)
+//	GET  /api/export      the control actions so far as a scenario file (Config.Export)
 //	GET  /api/stats       Stats
 //	GET  /history.html    porcupine's view of the history so far
 //

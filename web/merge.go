@@ -7,49 +7,33 @@ package web
 // completed). prev and next are not modified.
 func Merge(prev, next Frame) Frame {
 	out := next
-	out.Ops = mergeOps(prev.Ops, next.Ops)
-	out.Faults = mergeFaults(prev.Faults, next.Faults)
+	out.Ops = Upsert(prev.Ops, next.Ops, Op.key)
+	out.Faults = Upsert(prev.Faults, next.Faults, Fault.key)
 	return out
 }
 
-func mergeOps(a, b []Op) []Op {
-	if len(a) == 0 {
-		return b
-	}
-	out := make([]Op, len(a), len(a)+len(b))
-	copy(out, a)
-	at := make(map[uint64]int, len(out))
-	for i, o := range out {
-		at[o.ID] = i
-	}
-	for _, o := range b {
-		if i, ok := at[o.ID]; ok {
-			out[i] = o
-			continue
-		}
-		at[o.ID] = len(out)
-		out = append(out, o)
-	}
-	return out
-}
+func (o Op) key() uint64 { return o.ID }
+func (f Fault) key() int { return f.ID }
 
-func mergeFaults(a, b []Fault) []Fault {
-	if len(a) == 0 {
-		return b
+// Upsert returns list with each of items put in place of the element with
+// the same key, or appended when there is none. list is not modified.
+func Upsert[T any, K comparable](list, items []T, key func(T) K) []T {
+	if len(list) == 0 {
+		return items
 	}
-	out := make([]Fault, len(a), len(a)+len(b))
-	copy(out, a)
-	at := make(map[int]int, len(out))
-	for i, f := range out {
-		at[f.ID] = i
+	out := make([]T, len(list), len(list)+len(items))
+	copy(out, list)
+	at := make(map[K]int, len(out))
+	for i, x := range out {
+		at[key(x)] = i
 	}
-	for _, f := range b {
-		if i, ok := at[f.ID]; ok {
-			out[i] = f
+	for _, x := range items {
+		if i, ok := at[key(x)]; ok {
+			out[i] = x
 			continue
 		}
-		at[f.ID] = len(out)
-		out = append(out, f)
+		at[key(x)] = len(out)
+		out = append(out, x)
 	}
 	return out
 }

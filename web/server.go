@@ -57,6 +57,9 @@ type Config struct {
 	// ExportName is the scenario name used by GET /api/export. Default
 	// "recorded".
 	ExportName string
+	// Export writes the commands carried out so far as a scenario file
+	// (GET /api/export). Nil: the export answers 404.
+	Export func(name string, cmds []TimedCommand) []byte
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -302,7 +305,11 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if c.Action == ActionExport {
-		writeJSON(w, http.StatusOK, controlResult{OK: true, YAML: ExportYAML(s.cfg.ExportName, s.Commands())})
+		if s.cfg.Export == nil {
+			writeJSON(w, http.StatusNotFound, controlResult{Error: "web: this server exports nothing"})
+			return
+		}
+		writeJSON(w, http.StatusOK, controlResult{OK: true, YAML: string(s.cfg.Export(s.cfg.ExportName, s.Commands()))})
 		return
 	}
 	if s.ctl == nil {
@@ -311,7 +318,11 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	}
 	at := s.hub.sinceStart()
 	if err := s.ctl.Do(r.Context(), c); err != nil {
-		writeJSON(w, http.StatusUnprocessableEntity, controlResult{Error: err.Error()})
+		status := http.StatusUnprocessableEntity
+		if errors.Is(err, ErrBadCommand) {
+			status = http.StatusBadRequest
+		}
+		writeJSON(w, status, controlResult{Error: err.Error()})
 		return
 	}
 	s.mu.Lock()
@@ -357,9 +368,13 @@ func (s *Server) serveFrames(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveExport(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Export == nil {
+		http.NotFound(w, r)
+		return
+	}
 	w.Header().Set("Content-Type", "application/yaml; charset=utf-8")
 	w.Header().Set("Content-Disposition", `attachment; filename="`+s.cfg.ExportName+`.yaml"`)
-	_, _ = w.Write([]byte(ExportYAML(s.cfg.ExportName, s.Commands())))
+	_, _ = w.Write(s.cfg.Export(s.cfg.ExportName, s.Commands()))
 }
 
 func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request) {

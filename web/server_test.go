@@ -239,7 +239,8 @@ func TestControl(t *testing.T) {
 		{name: "foreign origin", body: crash, origin: "http://evil.example", wantStatus: 403},
 		{name: "malformed JSON", body: `{"action":`, wantStatus: 400},
 		{name: "unknown field", body: `{"action":"crash","target":"etcd-1","force":true}`, wantStatus: 400},
-		{name: "unknown action", body: `{"action":"format-disk"}`, wantStatus: 400},
+		{name: "missing action", body: `{"target":"etcd-1"}`, wantStatus: 400},
+		{name: "controller rejects the command", body: `{"action":"format-disk"}`, ctlErr: fmt.Errorf("%w: unknown action", ErrBadCommand), wantStatus: 400},
 		{name: "controller fails", body: crash, ctlErr: errors.New("sim: no such node"), wantStatus: 422},
 		{name: "read-only server", body: crash, noCtl: true, wantStatus: 503},
 	}
@@ -298,7 +299,13 @@ func get(t *testing.T, url string) ([]byte, *http.Response) {
 func TestExportRecordsClicksAtSandboxTime(t *testing.T) {
 	src := newFakeSource(Frame{Seq: 1, T: int64(4 * time.Second)})
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	s := startServer(t, Config{Now: func() time.Time { return now }, ExportName: "class-demo"}, src, &fakeController{})
+	var gotName string
+	var gotCmds []TimedCommand
+	export := func(name string, cmds []TimedCommand) []byte {
+		gotName, gotCmds = name, cmds
+		return []byte("exported\n")
+	}
+	s := startServer(t, Config{Now: func() time.Time { return now }, ExportName: "class-demo", Export: export}, src, &fakeController{})
 	status, _ := postControl(t, s, `{"action":"crash","target":"etcd-2"}`, "", "")
 	require.Equal(t, 200, status)
 	status, _ = postControl(t, s, `{"action":"partition","groups":[["etcd-1"],["etcd-2","etcd-3"]]}`, "", "")
@@ -306,19 +313,22 @@ func TestExportRecordsClicksAtSandboxTime(t *testing.T) {
 
 	body, resp := get(t, s.URL()+"api/export")
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	want := `name: class-demo
-description: Recorded from the locksim web visualizer.
-duration: 9s
-steps:
-  - {at: 4s, fault: crash, target: etcd-2}
-  - {at: 4s, fault: partition, groups: [[etcd-1], [etcd-2, etcd-3]]}
-final: heal
-`
-	assert.Equal(t, want, string(body))
+	assert.Equal(t, "exported\n", string(body))
+	assert.Equal(t, "class-demo", gotName)
+	assert.Equal(t, []TimedCommand{
+		{At: 4 * time.Second, Command: Command{Action: "crash", Target: "etcd-2"}},
+		{At: 4 * time.Second, Command: Command{Action: "partition", Groups: [][]string{{"etcd-1"}, {"etcd-2", "etcd-3"}}}},
+	}, gotCmds, "every command carried out, at the sandbox's time")
 
 	status, res := postControl(t, s, `{"action":"export"}`, "", "")
 	require.Equal(t, 200, status)
-	assert.Equal(t, want, res.YAML)
+	assert.Equal(t, "exported\n", res.YAML)
+}
+
+func TestExportWithoutExporterIsNotFound(t *testing.T) {
+	s := startServer(t, Config{}, newFakeSource(Frame{Seq: 1}), &fakeController{})
+	_, resp := get(t, s.URL()+"api/export")
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
 }
 
 func TestFramesAreRecordedForReplay(t *testing.T) {

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"github.com/locksim/locksim/component"
 	"time"
 )
 
@@ -66,10 +67,9 @@ type ClientState struct {
 
 // Link is a cut or delayed network link between two named nodes.
 type Link struct {
-	From    string `json:"from"`
-	To      string `json:"to"`
-	Cut     bool   `json:"cut"`
-	DelayMs int64  `json:"delayMs"`
+	component.Link
+	Cut     bool  `json:"cut"`
+	DelayMs int64 `json:"delayMs"`
 }
 
 // Lock is one lock as etcd holds it, next to who believes they hold it.

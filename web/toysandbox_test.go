@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"fmt"
+	"github.com/locksim/locksim/component"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -140,7 +141,7 @@ func (s *toySandbox) frameLocked() Frame {
 	}
 	f.Locks = []Lock{l}
 	for k := range s.cut {
-		f.Links = append(f.Links, Link{From: k[0], To: k[1], Cut: true})
+		f.Links = append(f.Links, Link{Link: component.Link{From: k[0], To: k[1]}, Cut: true})
 	}
 	slices.SortFunc(f.Links, func(a, b Link) int { return strings.Compare(a.From+a.To, b.From+b.To) })
 	if s.sc != nil {
@@ -315,8 +316,8 @@ var toyScenarioSteps = []struct {
 	note   string
 	action Command
 }{
-	{time.Second, "Client 1 is frozen, like a long GC pause. Its lease expires; client 2 gets a higher fencing token.", Command{Action: ActionPause, Target: "client-1"}},
-	{4 * time.Second, "Client 1 wakes up still believing it holds the lock. Its write carries a stale fencing token and is rejected.", Command{Action: ActionResume, Target: "client-1"}},
+	{time.Second, "Client 1 is frozen, like a long GC pause. Its lease expires; client 2 gets a higher fencing token.", Command{Action: "pause", Target: "client-1"}},
+	{4 * time.Second, "Client 1 wakes up still believing it holds the lock. Its write carries a stale fencing token and is rejected.", Command{Action: "resume", Target: "client-1"}},
 }
 
 func (s *toySandbox) scenarioLocked() {
@@ -370,8 +371,8 @@ func (s *toySandbox) doLocked(c Command) error {
 	li := slices.IndexFunc(s.ls, func(n Node) bool { return n.Name == c.Target })
 	ci := slices.IndexFunc(s.clients, func(n ClientState) bool { return n.Name == c.Target })
 	switch c.Action {
-	case ActionCrash, ActionRestart:
-		up := c.Action == ActionRestart
+	case "crash", "restart":
+		up := c.Action == "restart"
 		switch {
 		case mi >= 0:
 			m := &s.members[mi]
@@ -386,8 +387,8 @@ func (s *toySandbox) doLocked(c Command) error {
 		} else {
 			s.addFault("crash", c.Target)
 		}
-	case ActionPause, ActionResume:
-		p := c.Action == ActionPause
+	case "pause", "resume":
+		p := c.Action == "pause"
 		switch {
 		case ci >= 0:
 			s.clients[ci].Paused = p
@@ -401,7 +402,7 @@ func (s *toySandbox) doLocked(c Command) error {
 		} else {
 			s.endFaults(func(f Fault) bool { return f.Fault == "pause" && f.Target == c.Target })
 		}
-	case ActionPartition:
+	case "partition":
 		var names []string
 		for gi, g := range c.Groups {
 			members := 0

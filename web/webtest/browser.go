@@ -186,7 +186,8 @@ const leaderJS = `(() => { const l = document.querySelectorAll('#members [data-m
 
 // RunBrowserChecks opens pageURL (append ?token=... when the sandbox has a
 // control token) and runs the classroom checks as subtests, stopping at the
-// first failure.
+// first failure. It is long because it is a list: one short subtest per
+// check, in the order a class would click.
 func RunBrowserChecks(t *testing.T, pageURL string) {
 	b := NewBrowser(t)
 	require.NoError(t, b.Navigate(pageURL), "open the page")

@@ -1,0 +1,28 @@
+// Package bench is locksim's benchmark suite (`locksim bench`): the lock
+// cycle (acquire, release) measured on every path a request can take, next
+// to the raw etcd calls that are its ceiling and to the peers a user could
+// pick instead.
+//
+// Suites (Config.Only): raw (the cycle's own etcd calls with clientv3),
+// rawgrant (a lease granted per lock), direct (HTTP on one lock server),
+// balancer (the full path through locksim's balancer), haproxy (Debian's
+// haproxy in front of the same lock servers), mutex (etcd's
+// concurrency.Mutex), failover (leader crash to first successful acquire),
+// scale (latency and memory with many locks held) and checker (porcupine
+// on generated histories). Throughput rows run at several concurrencies on
+// distinct keys and on one contended key.
+//
+// The environment is a bare cluster with lock servers and a balancer, not a
+// Sandbox: no network emulator, no simulated clients, no observer, so the
+// numbers measure the product, not the sandbox around it.
+//
+// # Usage
+//
+//	rep, err := bench.Run(ctx, bench.Config{Quick: true, Only: []string{bench.Raw, bench.Balancer}})
+//	for _, r := range rep.Rows { fmt.Println(r.Name, r.Concurrency, r.CyclesPerSec) }
+//
+// # Concurrency
+//
+// Run runs the suites one after another, each with its own goroutines, and
+// returns when every one of them is gone.
+package bench

@@ -1,0 +1,215 @@
+package bench
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/locksim/locksim/lockserver"
+)
+
+// benchTTL is the TTL of every benchmark lock; benchWait bounds a queued acquire.
+const (
+	benchTTL  = 30 * time.Second
+	benchWait = 20 * time.Second
+)
+
+// cycler runs lock cycles on one path. newWorker prepares one client
+// (worker i of a point) and returns its cycle and cleanup.
+type cycler interface {
+	newWorker(ctx context.Context, i int) (worker, error)
+}
+
+type worker interface {
+	// acquire takes key and returns what release needs.
+	acquire(ctx context.Context, key string) (any, error)
+	release(ctx context.Context, key string, held any) error
+	close()
+}
+
+func (env *benchEnv) cycler(name string) cycler {
+	switch name {
+	case Raw:
+		return rawCycler{env: env, pool: true}
+	case RawGrant:
+		return rawCycler{env: env}
+	case Direct:
+		return httpCycler{env: env, base: "http://" + env.servers[0].Addr()}
+	case Balancer:
+		return httpCycler{env: env, base: env.lb.URL()}
+	case HAProxy:
+		if env.haproxy == nil {
+			return nil
+		}
+		return httpCycler{env: env, base: env.haproxy.url}
+	case Mutex:
+		return mutexCycler{env}
+	}
+	return nil
+}
+
+// rawCycler issues exactly the etcd calls of the lock server's cycle with
+// clientv3. With pool (the lock server's default, suite raw) each client
+// keeps one lease and restarts it with KeepAliveOnce (answered by the leader,
+// no Raft write), then the grant txn; release is the compare-and-delete txn
+// (which reads the lock record and writes the release receipt). Without pool
+// (suite rawgrant, a lock server with LeasePool < 0) every acquire grants a
+// lease and every release revokes it in the background: two more Raft writes.
+type rawCycler struct {
+	env  *benchEnv
+	pool bool
+}
+
+type rawWorker struct {
+	env   *benchEnv
+	cli   *clientv3.Client
+	lease clientv3.LeaseID // pool only
+}
+
+type rawHeld struct {
+	lease clientv3.LeaseID
+	hash  string
+}
+
+func (c rawCycler) newWorker(ctx context.Context, i int) (worker, error) {
+	w := rawWorker{env: c.env, cli: c.env.etcd[i%len(c.env.etcd)]}
+	if c.pool {
+		l, err := w.cli.Grant(ctx, int64(benchTTL/time.Second))
+		if err != nil {
+			return nil, err
+		}
+		w.lease = l.ID
+	}
+	return w, nil
+}
+
+func (w rawWorker) acquire(ctx context.Context, key string) (any, error) {
+	id := w.lease
+	if id == 0 {
+		l, err := w.cli.Grant(clientv3.WithRequireLeader(ctx), int64(benchTTL/time.Second))
+		if err != nil {
+			return nil, err
+		}
+		id = l.ID
+	} else if _, err := w.cli.KeepAliveOnce(clientv3.WithRequireLeader(ctx), id); err != nil {
+		return nil, err
+	}
+	// Like a lock token's hash: unique per grant.
+	sum := sha256.Sum256([]byte(key + strconv.FormatInt(int64(id), 16) + strconv.FormatInt(time.Now().UnixNano(), 16)))
+	h := rawHeld{lease: id, hash: hex.EncodeToString(sum[:])}
+	lk := "/locks/" + key
+	resp, err := w.cli.Txn(clientv3.WithRequireLeader(ctx)).If(
+		clientv3.Compare(clientv3.CreateRevision(lk), "=", 0),
+		clientv3.Compare(clientv3.CreateRevision("/waiters/"+key+"#/").WithPrefix(), "=", 0),
+	).Then(
+		clientv3.OpPut(lk, h.hash, clientv3.WithLease(id)),
+		clientv3.OpPut("/lockinfo/"+key, `{"ownerId":"bench","ttl":30,"acquiredAt":"2026-01-01T00:00:00Z"}`, clientv3.WithLease(id)),
+		clientv3.OpDelete("/lockrel/"+key),
+	).Commit()
+	switch {
+	case err != nil:
+		return nil, err
+	case !resp.Succeeded:
+		return nil, errors.New("sim: raw grant txn failed: lock held")
+	}
+	return h, nil
+}
+
+func (w rawWorker) release(ctx context.Context, key string, held any) error {
+	h := held.(rawHeld)
+	lk := "/locks/" + key
+	resp, err := w.cli.Txn(clientv3.WithRequireLeader(ctx)).If(
+		clientv3.Compare(clientv3.Value(lk), "=", h.hash),
+		clientv3.Compare(clientv3.LeaseValue(lk), "=", h.lease),
+	).Then(clientv3.OpGet("/lockinfo/"+key), clientv3.OpDelete(lk), clientv3.OpDelete("/lockinfo/"+key),
+		clientv3.OpPut("/lockrel/"+key, h.hash, clientv3.WithLease(h.lease))).Commit()
+	if err != nil {
+		return err
+	}
+	if !resp.Succeeded {
+		return errors.New("sim: raw release txn failed: not the holder")
+	}
+	if w.lease != 0 {
+		return nil // the pooled lease is kept for the next acquire
+	}
+	w.env.bg.Go(func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, _ = w.cli.Revoke(rctx, h.lease)
+	})
+	return nil
+}
+
+func (w rawWorker) close() {
+	if w.lease != 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, _ = w.cli.Revoke(ctx, w.lease)
+	}
+}
+
+// httpCycler is the lock API over HTTP at base (a lock server, our balancer or haproxy).
+type httpCycler struct {
+	env  *benchEnv
+	base string
+}
+
+type httpWorker struct{ c *lockserver.Client }
+
+func (c httpCycler) newWorker(_ context.Context, i int) (worker, error) {
+	return httpWorker{&lockserver.Client{BaseURL: c.base, HTTP: c.env.hc, ClientID: fmt.Sprintf("bench-%d", i)}}, nil
+}
+
+func (w httpWorker) acquire(ctx context.Context, key string) (any, error) {
+	g, err := w.c.Acquire(ctx, key, benchTTL, benchWait)
+	if err != nil {
+		return nil, err
+	}
+	return g.LockToken, nil
+}
+
+func (w httpWorker) release(ctx context.Context, key string, held any) error {
+	return w.c.Release(ctx, key, held.(string))
+}
+
+func (httpWorker) close() {}
+
+// mutexCycler is etcd's own recipe: concurrency.Mutex, one session per client.
+type mutexCycler struct{ env *benchEnv }
+
+type mutexWorker struct {
+	sess *concurrency.Session
+	mu   map[string]*concurrency.Mutex
+}
+
+func (c mutexCycler) newWorker(ctx context.Context, i int) (worker, error) {
+	s, err := concurrency.NewSession(c.env.etcd[i%len(c.env.etcd)], concurrency.WithTTL(int(benchTTL/time.Second)), concurrency.WithContext(ctx))
+	if err != nil {
+		return nil, err
+	}
+	return &mutexWorker{sess: s, mu: map[string]*concurrency.Mutex{}}, nil
+}
+
+func (w *mutexWorker) acquire(ctx context.Context, key string) (any, error) {
+	m := w.mu[key]
+	if m == nil {
+		m = concurrency.NewMutex(w.sess, "/mutex/"+key)
+		w.mu[key] = m
+	}
+	ctx, cancel := context.WithTimeout(ctx, benchWait)
+	defer cancel()
+	return m, m.Lock(ctx)
+}
+
+func (w *mutexWorker) release(ctx context.Context, _ string, held any) error {
+	return held.(*concurrency.Mutex).Unlock(ctx)
+}
+
+func (w *mutexWorker) close() { _ = w.sess.Close() }

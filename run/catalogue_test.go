@@ -1,0 +1,128 @@
+package run
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/locksim/locksim/scenarios"
+)
+
+var artifacts = flag.String("artifacts", filepath.Join(os.TempDir(), "locksim-artifacts"),
+	"where a failing scenario's report, history.jsonl and history.html are kept")
+
+// TestCatalogue runs every scenario of the catalogue, each variant in a fresh
+// sandbox, and asserts its `expect` block: safe scenarios must check
+// linearizable, negative controls must be caught. A failing run keeps its
+// artifacts (report.json, history.jsonl, porcupine's history.html).
+func TestCatalogue(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the catalogue takes minutes; skipped with -short")
+	}
+	all, err := scenarios.LoadAll()
+	require.NoError(t, err)
+	for _, sc := range all {
+		t.Run(sc.Name, func(t *testing.T) {
+			runAndExpect(t, sc, 0)
+		})
+	}
+}
+
+func runAndExpect(t *testing.T, sc *scenarios.Scenario, seed int64) *Report {
+	t.Helper()
+	out := t.TempDir()
+	var progress strings.Builder
+	ctx, cancel := context.WithTimeout(t.Context(), sc.Duration*time.Duration(len(sc.VariantNames()))+3*time.Minute)
+	defer cancel()
+	rep, err := Scenario(ctx, sc, Options{Seed: seed, OutDir: out, Progress: &progress})
+	require.NoError(t, err, "progress:\n%s", progress.String())
+	for _, v := range rep.Variants {
+		t.Logf("%s/%s: lock=%s resource=%s acquires ok/fail/unknown=%d/%d/%d resolved=%d stale=%d overlap=%v check=%v",
+			sc.Name, v.Variant, v.Lock, v.Resource, v.Check.Counts.Acquire.OK, v.Check.Counts.Acquire.Fail,
+			v.Check.Counts.Acquire.Unknown, v.Resolved, v.Check.Counts.Stale, v.Check.Overlap.Max, v.Check.Elapsed)
+	}
+	if !rep.Pass {
+		keep := filepath.Join(*artifacts, fmt.Sprintf("%s-seed%d", sc.Name, rep.Seed))
+		_ = os.RemoveAll(keep)
+		if err := os.CopyFS(keep, os.DirFS(out)); err == nil {
+			t.Logf("artifacts kept in %s", keep)
+		}
+		for _, v := range rep.Variants {
+			for _, f := range v.Failures {
+				t.Errorf("%s/%s: %s", sc.Name, v.Variant, f)
+			}
+		}
+		t.Logf("progress:\n%s", progress.String())
+	}
+	return rep
+}
+
+var (
+	seeds     = flag.Int("seeds", 0, "run the negative-control scenarios on this many seeds; 0 skips (make controls uses 20)")
+	safeSeeds = flag.Int("safe-seeds", 3, "with -seeds, run every other catalogue scenario on this many seeds")
+)
+
+// TestNegativeControlRate runs each negative control on many seeds and
+// reports how often the checker caught it (the goal: at least 19 of 20),
+// and runs every safe scenario on the same seeds to show that none is ever
+// reported violated. Opt-in: `go test ./run -run NegativeControlRate -seeds 20`.
+func TestNegativeControlRate(t *testing.T) {
+	if *seeds == 0 {
+		t.Skip("opt-in: -seeds N")
+	}
+	all, err := scenarios.LoadAll()
+	require.NoError(t, err)
+	type tally struct{ runs, caught, falseAlarms int }
+	rates := map[string]*tally{}
+	for _, sc := range all {
+		n := *safeSeeds
+		for _, e := range sc.Expect {
+			if e.Lock == scenarios.Violated || e.Resource == scenarios.Violated {
+				n = *seeds
+			}
+		}
+		for seed := int64(1); seed <= int64(n); seed++ {
+			rep := runQuiet(t, sc, seed)
+			for _, v := range rep.Variants {
+				key := sc.Name + "/" + v.Variant
+				if rates[key] == nil {
+					rates[key] = &tally{}
+				}
+				tl := rates[key]
+				tl.runs++
+				negative := v.Expect["lock"] == scenarios.Violated || v.Expect["resource"] == scenarios.Violated
+				if negative && v.Pass {
+					tl.caught++
+				}
+				if !negative && (v.Lock == "violated" || v.Resource == "violated") {
+					tl.falseAlarms++
+				}
+			}
+		}
+	}
+	for key, tl := range rates {
+		t.Logf("%-45s runs=%d caught=%d falseAlarms=%d", key, tl.runs, tl.caught, tl.falseAlarms)
+		require.Zero(t, tl.falseAlarms, "%s: a safe variant was reported violated", key)
+	}
+	for key, tl := range rates {
+		if tl.caught > 0 || strings.Contains(key, "unfenced") || strings.Contains(key, "check-then-set") {
+			require.GreaterOrEqual(t, tl.caught*20, tl.runs*19, "%s: caught %d of %d", key, tl.caught, tl.runs)
+		}
+	}
+}
+
+func runQuiet(t *testing.T, sc *scenarios.Scenario, seed int64) *Report {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), sc.Duration*time.Duration(len(sc.VariantNames()))+3*time.Minute)
+	defer cancel()
+	rep, err := Scenario(ctx, sc, Options{Seed: seed})
+	require.NoError(t, err)
+	return rep
+}

@@ -1,0 +1,264 @@
+package run
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/locksim/locksim/component"
+	"github.com/locksim/locksim/faults"
+	"github.com/locksim/locksim/history"
+	"github.com/locksim/locksim/scenarios"
+	"github.com/locksim/locksim/sim"
+)
+
+// Options control a headless scenario run.
+type Options struct {
+	// Seed overrides the scenario's seed when non-zero.
+	Seed int64
+	// OutDir receives OutDir/<scenario>/report.json and, per variant,
+	// OutDir/<scenario>/<variant>/{history.jsonl,history.html,report.json}.
+	// "" writes nothing.
+	OutDir string
+	// Progress receives one line per fault and phase (nil = discard).
+	Progress io.Writer
+	// CheckTimeout bounds each porcupine check. Default 30s.
+	CheckTimeout time.Duration
+	// Variants restricts the run to these variants (default all).
+	Variants []string
+	// Observe, when set, is called with every sandbox right after it started
+	// and with the variant's name (the live view uses it to watch a
+	// headless run).
+	Observe func(sb *sim.Sandbox, variant string)
+}
+
+// Scenario runs every variant of sc (one fresh sandbox each) and checks
+// each history against the scenario's expectations.
+func Scenario(ctx context.Context, sc *scenarios.Scenario, opts Options) (*Report, error) {
+	if opts.Progress == nil {
+		opts.Progress = io.Discard
+	}
+	if opts.CheckTimeout == 0 {
+		opts.CheckTimeout = 30 * time.Second
+	}
+	seed := sc.Seed
+	if opts.Seed != 0 {
+		seed = opts.Seed
+	}
+	rep := &Report{Scenario: sc.Name, File: sc.Path, Description: sc.Description, Seed: seed, Pass: true}
+	for _, v := range sc.VariantNames() {
+		if len(opts.Variants) > 0 && !slices.Contains(opts.Variants, v) {
+			continue
+		}
+		vr, err := variant(ctx, sc, v, seed, opts)
+		if err != nil {
+			return rep, fmt.Errorf("%s [%s]: %w", sc.Name, v, err)
+		}
+		rep.Variants = append(rep.Variants, *vr)
+		rep.Pass = rep.Pass && vr.Pass
+	}
+	if opts.OutDir != "" {
+		if err := writeJSON(filepath.Join(opts.OutDir, sc.Name, "report.json"), rep); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+// Config turns a scenario variant into a sandbox configuration.
+func Config(sc *scenarios.Scenario, eff scenarios.Effective, seed int64) sim.Config {
+	proxies := false
+	for _, st := range sc.Steps {
+		if st.Fault == faults.FaultDelay && strings.Count(st.Link, component.Etcd+"-") == 2 {
+			proxies = true
+		}
+	}
+	return sim.Config{
+		PeerProxies: proxies,
+		TickMs:      uint(sc.Raft.TickMs),
+		ElectionMs:  uint(sc.Raft.ElectionMs),
+		LockServers: sc.Topology.LockServers,
+		Policy:      sc.Topology.Balancer,
+		Clients:     sc.Topology.Clients,
+		Unsafe:      eff.Unsafe,
+		Auth:        sc.LockServers.Auth,
+		Unfenced:    !eff.Fencing,
+		Seed:        seed,
+		Workload: sim.Workload{
+			Resources: sc.Workload.Resources,
+			TTL:       sc.Lock.TTL,
+			Wait:      sc.Lock.Wait,
+			Hold:      sc.Workload.Hold,
+			Think:     sc.Workload.Think,
+			Cycles:    sc.Workload.Cycles,
+		},
+	}
+}
+
+// variant runs one variant of sc in a fresh sandbox: boot, play the
+// workload and the fault plan for the scenario's duration, settle (heal,
+// drain, resolve unknown outcomes from etcd), check and report.
+func variant(ctx context.Context, sc *scenarios.Scenario, variant string, seed int64, opts Options) (*VariantReport, error) {
+	eff, err := sc.Resolve(variant)
+	if err != nil {
+		return nil, err
+	}
+	progress := func(format string, args ...any) {
+		fmt.Fprintf(opts.Progress, "[%s/%s] "+format+"\n", append([]any{sc.Name, variant}, args...)...)
+	}
+	sb, err := sim.New(Config(sc, eff, seed))
+	if err != nil {
+		return nil, err
+	}
+	defer sb.Close()
+	progress("booting 3 etcd members, %d lock servers, balancer (%s), %d clients; fencing=%v",
+		sc.Topology.LockServers, sc.Topology.Balancer, sc.Topology.Clients, eff.Fencing)
+	if err := sb.Start(ctx); err != nil {
+		return nil, err
+	}
+	if opts.Observe != nil {
+		opts.Observe(sb, variant)
+	}
+	unsubscribe := sb.Faults().Subscribe(func(ev faults.Event) {
+		switch {
+		case ev.Error != "":
+			progress("%6.2fs %s %s: FAILED: %s", ev.Start.Seconds(), ev.Fault, ev.Target, ev.Error)
+		case ev.Active:
+			progress("%6.2fs %s %s -> %s %s", ev.Start.Seconds(), ev.Fault, ev.Target, ev.Resolved, ev.Note)
+		default:
+			progress("%6.2fs %s %s ended", ev.End.Seconds(), ev.Fault, ev.Resolved)
+		}
+	})
+	defer unsubscribe()
+
+	samples, err := play(ctx, sb, sc, seed)
+	if err != nil {
+		return nil, err
+	}
+	if sc.Final != scenarios.FinalHeal {
+		progress("final: no heal requested; faults were undone to stop the run")
+	}
+	elapsed := sb.Elapsed()
+	ops, resolved, err := settle(ctx, sb, sc)
+	if err != nil {
+		progress("could not read etcd's history to resolve unknown outcomes: %v", err)
+	}
+	vr := &VariantReport{
+		Variant: variant, Fencing: eff.Fencing, Unsafe: eff.Unsafe,
+		Resolved: resolved, Faults: sb.Events(), Duration: elapsed, Latency: acquireLatency(ops), Runtime: samples,
+	}
+	progress("checking %d operations", len(ops))
+	if err := check(vr, ops, sc, opts); err != nil {
+		return nil, err
+	}
+	progress("lock=%s resource=%s pass=%v", vr.Lock, vr.Resource, vr.Pass)
+	return vr, nil
+}
+
+// play runs the workload and the scenario's fault plan for its duration (or
+// until every client finished its cycles), sampling the runtime, then undoes
+// every fault — `final: heal`, and in any case before stopping: a paused
+// client must not stay frozen — and lets the clients finish their cycle.
+func play(ctx context.Context, sb *sim.Sandbox, sc *scenarios.Scenario, seed int64) ([]RuntimeSample, error) {
+	runCtx, cancel := context.WithTimeout(ctx, sc.Duration)
+	defer cancel()
+	runner := &faults.Runner{Steps: sc.Plan(seed), Injector: sb.Faults(), Start: sb.Started()}
+	sb.StartWorkload(runCtx)
+	runDone := make(chan struct{})
+	go func() {
+		defer close(runDone)
+		_, _ = runner.Run(runCtx)
+	}()
+	workDone := make(chan struct{})
+	go func() { _ = sb.WaitWorkload(runCtx); close(workDone) }()
+	interval := max(sc.Duration/10, time.Second)
+	live := interval >= 30*time.Second
+	samples := []RuntimeSample{sampleRuntime(sb.Elapsed(), live)}
+	every := time.NewTicker(interval)
+	defer every.Stop()
+wait:
+	for {
+		select {
+		case <-runCtx.Done():
+			break wait
+		case <-workDone:
+			cancel()
+			break wait
+		case <-every.C:
+			samples = append(samples, sampleRuntime(sb.Elapsed(), live))
+		}
+	}
+	<-runDone
+	samples = append(samples, sampleRuntime(sb.Elapsed(), live))
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	healCtx, hcancel := context.WithTimeout(ctx, 20*time.Second)
+	runner.HealAll(healCtx)
+	hcancel()
+	drainCtx, dcancel := context.WithTimeout(ctx, sc.Lock.Wait+10*time.Second)
+	sb.DrainWorkload(drainCtx)
+	dcancel()
+	return samples, nil
+}
+
+// settle returns the recorded history with the unknown outcomes settled from
+// what etcd recorded (history.Resolve), and how many it settled. If etcd's
+// record cannot be read, the history is returned as recorded, with the error.
+func settle(ctx context.Context, sb *sim.Sandbox, sc *scenarios.Scenario) ([]history.Op, int, error) {
+	ops := sb.Recorder().Ops()
+	if slices.ContainsFunc(ops, func(op history.Op) bool { return op.Outcome == history.Unknown }) {
+		// A request a client gave up on may still be inside a lock server;
+		// every etcd call there ends within EtcdTimeout. Let them settle
+		// before reading what etcd recorded.
+		sleepCtx(ctx, sb.Config().EtcdTimeout+500*time.Millisecond)
+	}
+	syncCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := sb.Observer().Sync(syncCtx); err != nil {
+		return ops, 0, err
+	}
+	ops, n := history.Resolve(ops, sb.EtcdRecord(ops))
+	return ops, n, nil
+}
+
+// check checks ops, compares the verdicts with the scenario's expectations
+// and, with an output folder, writes the variant's history.jsonl,
+// history.html and report.json.
+func check(vr *VariantReport, ops []history.Op, sc *scenarios.Scenario, opts Options) error {
+	copts := history.Options{Timeout: opts.CheckTimeout, Annotations: sim.Annotations(vr.Faults)}
+	if opts.OutDir != "" {
+		vr.Dir = filepath.Join(opts.OutDir, sc.Name, vr.Variant)
+		if err := os.MkdirAll(vr.Dir, 0o755); err != nil {
+			return err
+		}
+		vr.HistoryPath = filepath.Join(vr.Dir, "history.jsonl")
+		if err := writeHistory(vr.HistoryPath, ops); err != nil {
+			return err
+		}
+		copts.VisualizePath = filepath.Join(vr.Dir, "history.html")
+	}
+	res := history.Check(ops, copts)
+	vr.Check, vr.Lock, vr.Resource, vr.HTMLPath = res, res.Lock, res.Resource, res.VisualizationPath
+	vr.Expect, vr.Failures = expectations(sc.Expect[vr.Variant], res)
+	vr.Pass = len(vr.Failures) == 0
+	if vr.Dir != "" {
+		return writeJSON(filepath.Join(vr.Dir, "report.json"), vr)
+	}
+	return nil
+}
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,39 @@
+package sim
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/locksim/locksim/history"
+	"github.com/locksim/locksim/lockserver"
+)
+
+// EtcdRecord hands history.Resolve what the observer saw: grants with their
+// deletion, and receipts for exactly the unknown releases of the history.
+func TestEtcdRecordFromObserver(t *testing.T) {
+	o := &Observer{
+		held: map[string]HeldLock{},
+		grants: []Grant{
+			{Owner: "client-1", Resource: "r", Revision: 10, TTL: 2 * time.Second, Seen: 150},
+			{Owner: "client-2", Resource: "r", Revision: 20, TTL: 2 * time.Second, Seen: 450},
+		},
+		released: map[string]time.Duration{lockserver.HashToken("tok-20"): 999, lockserver.HashToken("tok-ok"): 5},
+		ended:    map[int64]time.Duration{10: 250},
+	}
+	sb := &Sandbox{observer: o, start: time.Now()}
+	unknown := history.Outcome(history.Unknown)
+	ret := int64(7)
+	got := sb.EtcdRecord([]history.Op{
+		{Client: "client-2", Op: history.OpRelease, Resource: "r", Input: history.Input{LockToken: "tok-20"}, Outcome: unknown},
+		{Client: "client-2", Op: history.OpRelease, Resource: "r", Input: history.Input{LockToken: "tok-x"}, Outcome: unknown},
+		{Client: "client-1", Op: history.OpRelease, Resource: "r", Input: history.Input{LockToken: "tok-ok"}, Return: &ret, Outcome: history.OK},
+	})
+	assert.Equal(t, []history.Grant{
+		{Owner: "client-1", Resource: "r", Revision: 10, TTL: 2 * time.Second, Seen: 150, Ended: 250},
+		{Owner: "client-2", Resource: "r", Revision: 20, TTL: 2 * time.Second, Seen: 450},
+	}, got.Grants)
+	assert.Equal(t, map[string]int64{"tok-20": 999}, got.Released)
+	assert.Positive(t, got.Now)
+}

@@ -1,0 +1,125 @@
+package sim
+
+import (
+	"slices"
+	"time"
+
+	"github.com/locksim/locksim/cluster"
+	"github.com/locksim/locksim/component"
+	"github.com/locksim/locksim/faults"
+	"github.com/locksim/locksim/sim/clients"
+	"github.com/locksim/locksim/sim/resource"
+)
+
+// State is everything a viewer draws of the sandbox at one moment.
+type State struct {
+	At          time.Duration          // since Started
+	Pace        string                 // PaceFast or PaceClassroom
+	Fencing     bool                   // the protected resource checks fencing tokens
+	Members     []cluster.MemberStatus // each etcd member's own view; nil with external etcd
+	Links       []Link                 // every cut or delayed link
+	LockServers []Node
+	Balancer    Node
+	Clients     []clients.State
+	Locks       map[string]HeldLock // who holds each lock in etcd, by resource
+	Resources   []resource.State    // the counters touched so far, by name, then the untouched ones of the workload (zero)
+}
+
+// Node is a lock server or the balancer.
+type Node struct {
+	Name     string
+	URL      string
+	Up       bool
+	Paused   bool
+	InFlight int64  // requests in flight (the balancer's count, per backend for lock servers)
+	Requests uint64 // requests served so far
+}
+
+// Link is the state of one direction of a path between two components:
+// cut, delayed, or both.
+type Link struct {
+	component.Link
+	Cut   bool
+	Delay time.Duration
+}
+
+// State reads the sandbox's current state.
+func (sb *Sandbox) State() State {
+	st := State{At: sb.Elapsed(), Pace: sb.cfg.Pace, Fencing: sb.resource.Fencing()}
+	var members []cluster.Link
+	if sb.cluster != nil {
+		st.Members = sb.cluster.Status()
+		members = sb.cluster.Links()
+	}
+	st.Links = links(members, sb.net.Links())
+	st.LockServers, st.Balancer = sb.nodes()
+	st.Clients = sb.Clients()
+	if sb.observer != nil {
+		st.Locks = sb.observer.Held()
+	}
+	st.Resources = sb.resources()
+	return st
+}
+
+// links lists the cut or delayed links: cuts between etcd members (from the
+// cluster) and every shaped link of the network emulator.
+func links(members []cluster.Link, network []faults.LinkState) []Link {
+	var out []Link
+	for _, l := range members {
+		if l.Cut {
+			out = append(out, Link{Link: component.Link{From: l.From, To: l.To}, Cut: true})
+		}
+	}
+	for _, l := range network {
+		if l.Blocked || l.Latency > 0 {
+			out = append(out, Link{Link: component.Link{From: l.From, To: l.To}, Cut: l.Blocked, Delay: l.Latency})
+		}
+	}
+	return out
+}
+
+// nodes reads the lock servers and the balancer, with the balancer's
+// in-flight count per backend.
+func (sb *Sandbox) nodes() ([]Node, Node) {
+	sb.mu.Lock()
+	lb, lbAddr := sb.balancer, sb.lbAddr
+	servers := make([]Node, len(sb.servers))
+	running := make([]func() uint64, len(sb.servers))
+	for i, s := range sb.servers {
+		servers[i] = Node{Name: s.name, URL: "http://" + s.addr, Up: s.server != nil, Paused: s.paused}
+		if srv := s.server; srv != nil {
+			running[i] = func() uint64 { return uint64(max(0, srv.Stats().Requests)) }
+		}
+	}
+	sb.mu.Unlock()
+	bal := Node{Name: component.Balancer, URL: "http://" + lbAddr, Up: lb != nil}
+	if lb != nil {
+		for _, b := range lb.Stats() {
+			bal.InFlight += b.InFlight
+			bal.Requests += b.Requests
+			if i := slices.IndexFunc(servers, func(n Node) bool { return n.URL == b.URL }); i >= 0 {
+				servers[i].InFlight = b.InFlight
+			}
+		}
+	}
+	for i, f := range running {
+		if f != nil {
+			servers[i].Requests = f()
+		}
+	}
+	return servers, bal
+}
+
+// resources lists the protected resource's counters: those touched so far,
+// then the workload's untouched ones (zero).
+func (sb *Sandbox) resources() []resource.State {
+	touched := sb.resource.State()
+	out := make([]resource.State, 0, len(touched)+len(sb.cfg.Workload.Resources))
+	out = append(out, touched...)
+	for _, r := range sb.cfg.Workload.Resources {
+		if !slices.ContainsFunc(touched, func(s resource.State) bool { return s.Name == r }) {
+			out = append(out, resource.State{Name: r})
+		}
+	}
+	return out
+}
