@@ -71,8 +71,9 @@ func span(ops []Op, end int64) (lo, hi int64) {
 //     balancer, a link between them) counts when its window overlaps the
 //     operations at all: the history does not record which lock server or
 //     member served a request, so any of them may have;
-//   - a fault that names only clients not in the operations does not count,
-//     nor does a recovery (heal, resume, restart).
+//   - a fault that names only clients not in the operations (a client of
+//     the history, or any name starting with "client") does not count, nor
+//     does a recovery (heal, resume, restart).
 func blame(anns []Annotation, ops []Op, clients map[string]bool, end int64) ([]int, []blamedFault) {
 	ids := []int{}
 	var out []blamedFault
@@ -88,7 +89,7 @@ func blame(anns []Annotation, ops []Op, clients map[string]bool, end int64) ([]i
 		hit := false
 		server := false
 		for _, n := range f.names {
-			if !clients[n] {
+			if !clients[n] && !strings.HasPrefix(n, "client") {
 				server = true
 				continue
 			}

@@ -1,7 +1,9 @@
 package history
 
 import (
+	"cmp"
 	"math"
+	"slices"
 
 	"github.com/anishathalye/porcupine"
 )
@@ -29,18 +31,22 @@ func classify(model string, core, context []porcupine.Operation, all []Op) class
 }
 
 // holdEnd is the time until which an acquire's token must have held the
-// lock: its lease cannot expire before call + TTL (pushed on by renews in
-// the set), and it cannot have been released before its release's call.
+// lock: its lease cannot expire before call + TTL, pushed on by the renews
+// in the set called while it was still certainly alive, and it cannot have
+// been released before its release's call.
 func holdEnd(core []porcupine.Operation, acq *porcupine.Operation) int64 {
 	a := input(acq)
 	end := a.call + a.ttl
+	var renews []*minput
 	for i := range core {
-		m := input(&core[i])
-		if m.token != a.token || m.kind == kAcquire {
-			continue
+		if m := input(&core[i]); m.token == a.token && m.kind == kRenew && m.outcome == OK {
+			renews = append(renews, m)
 		}
-		if m.kind == kRenew && m.outcome == OK {
-			end = max(end, m.call+m.ttl)
+	}
+	slices.SortFunc(renews, func(x, y *minput) int { return cmp.Compare(x.call, y.call) })
+	for _, r := range renews {
+		if r.call < end {
+			end = max(end, r.call+r.ttl)
 		}
 	}
 	for i := range core {

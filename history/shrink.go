@@ -38,6 +38,8 @@ import (
 //     the candidate as a blind write of that value over its own interval
 //     (its read no longer checked): the context. A blind write of a value
 //     nobody in the candidate reads only forbids more, so the others go.
+//     After ddmin, kept read-modify-writes whose read does not matter are
+//     turned into blind writes one by one, the same weakening.
 //
 // Only candidates porcupine proves Illegal are kept; one that times out
 // counts as linearizable, so the result is always a proven violation (or the
@@ -60,8 +62,9 @@ type shrinker struct {
 	perCheck time.Duration
 	expired  func() bool
 
-	// base are operations left out of every candidate (see run).
-	base map[int]bool
+	// base are operations left out of every candidate (see run); weak are
+	// resource operations whose read is no longer checked (blind writes).
+	base, weak map[int]bool
 
 	checks    int  // candidates checked
 	undecided int  // candidates porcupine could not decide in perCheck
@@ -134,11 +137,13 @@ func (s *shrinker) run() (shrunk, bool) {
 	kept, p2 := s.ddmin(kept)
 	proven = proven || p || p2
 	var dropped map[int]bool
-	if !s.resource {
-		var p3 bool
+	var p3 bool
+	if s.resource {
+		p3 = s.weaken(kept)
+	} else {
 		dropped, p3 = s.dropOps(kept)
-		proven = proven || p3
 	}
+	proven = proven || p3
 	core, context := s.split(kept, dropped)
 	return shrunk{core: core, context: context, proven: proven}, true
 }
@@ -181,11 +186,25 @@ func (s *shrinker) members(kept []int, dropped map[int]bool) map[int]bool {
 func (s *shrinker) split(kept []int, dropped map[int]bool) (core, context []porcupine.Operation) {
 	in := s.members(kept, dropped)
 	for i, op := range s.ops {
-		if in[i] {
+		switch {
+		case in[i] && s.weak[i]:
+			core = append(core, blind(op))
+		case in[i]:
 			core = append(core, op)
 		}
 	}
 	return core, s.context(in)
+}
+
+// blind returns a resource operation as a blind write: its read no longer
+// checked, its record the write alone.
+func blind(op porcupine.Operation) porcupine.Operation {
+	m := *op.Input.(*minput)
+	m.readOK, m.readVal = false, 0
+	meta := op.Metadata.(opMeta)
+	op.Input = &m
+	op.Metadata = opMeta{ops: meta.ops[len(meta.ops)-1:]}
+	return op
 }
 
 // candidate is the porcupine history of the kept units: their operations
@@ -203,7 +222,7 @@ func (s *shrinker) context(in map[int]bool) []porcupine.Operation {
 	}
 	read := map[int64]bool{}
 	for i := range in {
-		if m := s.ops[i].Input.(*minput); m.readOK {
+		if m := s.ops[i].Input.(*minput); m.readOK && !s.weak[i] {
 			read[m.readVal] = true
 		}
 	}
@@ -213,12 +232,7 @@ func (s *shrinker) context(in map[int]bool) []porcupine.Operation {
 		if in[i] || m.write == writeNone || !read[m.writeVal] {
 			continue
 		}
-		blind := *m
-		blind.readOK, blind.readVal = false, 0
-		meta := op.Metadata.(opMeta)
-		op.Input = &blind
-		op.Metadata = opMeta{ops: meta.ops[len(meta.ops)-1:]} // the write
-		out = append(out, op)
+		out = append(out, blind(op))
 	}
 	return out
 }
@@ -329,6 +343,28 @@ func (s *shrinker) dropOps(kept []int) (map[int]bool, bool) {
 		}
 	}
 	return dropped, proven
+}
+
+// weaken turns, one at a time, kept read-modify-writes into blind writes
+// (their read no longer checked, which only allows more) as long as the
+// rest is still proven not linearizable: the explanation then shows only
+// the reads that matter.
+func (s *shrinker) weaken(kept []int) bool {
+	s.weak = map[int]bool{}
+	proven := false
+	in := s.members(kept, nil)
+	for i := range s.ops {
+		if m := s.ops[i].Input.(*minput); !in[i] || !m.readOK || m.write == writeNone || s.stopped {
+			continue
+		}
+		s.weak[i] = true
+		if s.illegal(kept, nil) {
+			proven = true
+			continue
+		}
+		delete(s.weak, i)
+	}
+	return proven
 }
 
 // droppable reports whether removing lock operation i from the set in can

@@ -49,6 +49,9 @@ type event struct {
 	verb string
 	tok  int64
 	when string
+	// own: verb is about the subject's belongings ("lease ended"): "its
+	// lease ended" within a run, "client-1's lease ended" at its start.
+	own bool
 }
 
 // words tells the explanation in sentences a student can follow: the
@@ -101,8 +104,11 @@ func narrate(evs []event) string {
 		}
 		var clauses []string
 		var lastTok int64
-		for _, ev := range evs[i:j] {
+		for k, ev := range evs[i:j] {
 			s := ev.verb
+			if ev.own && k > 0 {
+				s = "its " + s
+			}
 			if ev.tok > 0 && ev.tok != lastTok {
 				s += fmt.Sprintf(" with #%d", ev.tok)
 				lastTok = ev.tok
@@ -113,7 +119,10 @@ func narrate(evs []event) string {
 			clauses = append(clauses, s)
 		}
 		part := strings.Join(clauses, ", ")
-		if evs[i].who != "" {
+		switch {
+		case evs[i].who != "" && evs[i].own:
+			part = evs[i].who + "'s " + part
+		case evs[i].who != "":
 			part = evs[i].who + " " + part
 		}
 		parts = append(parts, part)
@@ -163,7 +172,7 @@ func (t teller) leaseEvents(e Explanation) []event {
 			}
 		}
 		if l.ExpiredBy > 0 && l.ExpiredBy < last && (l.Released == nil || *l.Released > l.ExpiredBy) {
-			evs = append(evs, event{at: l.ExpiredBy, who: l.Client, verb: "its lease ended", when: "by " + t.secs(l.ExpiredBy)})
+			evs = append(evs, event{at: l.ExpiredBy, who: l.Client, verb: "lease ended", own: true, when: "by " + t.secs(l.ExpiredBy)})
 		}
 	}
 	return evs
@@ -250,6 +259,10 @@ func (t teller) conclusion(e Explanation, c classified) string {
 		return fmt.Sprintf("%s read %d at %s, which no operation of the history wrote (at most it was the initial value) and which could no longer be current",
 			r.Client, input(c.a).readVal, t.secs(r.ret(r.Call)))
 	default:
+		if len(e.Context) > 0 {
+			return fmt.Sprintf("no order of these %d operations (and of the %d writes of the values they read, each at some time during its own request) is legal in the %s model",
+				len(e.Operations), len(e.Context), e.Model)
+		}
 		return fmt.Sprintf("no order of these %d operations is legal in the %s model", len(e.Operations), e.Model)
 	}
 }
