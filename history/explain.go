@@ -61,8 +61,11 @@ type Explanation struct {
 	Model    string `json:"model"` // ModelLock or ModelResource: which check caught it
 	Kind     Kind   `json:"kind"`
 	// Operations are the history records of the shrunk set, in call order,
-	// as in history.jsonl (a read-modify-write is its read and its write).
-	Operations []Op `json:"operations"`
+	// as in history.jsonl (a read-modify-write is its read and its write),
+	// and Index their positions in the history given to Check (the line of
+	// history.jsonl, from 0): what a timeline highlights.
+	Operations []Op  `json:"operations"`
+	Index      []int `json:"index"`
 	// Context are the writes, outside Operations, of values that
 	// Operations read. The shrunk set was checked with each of them as a
 	// blind write at some time within its own interval: whatever else they
@@ -183,7 +186,9 @@ func explainPartition(ops []Op, b built, model porcupine.Model, p partition, ann
 // describe turns a shrunk set into an Explanation (without the search
 // statistics).
 func describe(ops []Op, p partition, got shrunk, anns []Annotation, end int64) Explanation {
-	e := Explanation{Resource: p.resource, Model: p.model, Operations: records(got.core), Context: records(got.context)}
+	e := Explanation{Resource: p.resource, Model: p.model}
+	e.Operations, e.Index = records(got.core)
+	e.Context, _ = records(got.context)
 	c := classify(p.model, got.core, got.context, ops)
 	e.Kind = c.kind
 	e.Leases = leases(p.model, e.Operations, ops)
@@ -193,15 +198,26 @@ func describe(ops []Op, p partition, got shrunk, anns []Annotation, end int64) E
 	return e
 }
 
-// records returns the history records of porcupine operations, in call
-// order.
-func records(pops []porcupine.Operation) []Op {
-	var out []Op
-	for _, op := range pops {
-		out = append(out, op.Metadata.(opMeta).ops...)
+// records returns the history records of porcupine operations and their
+// positions in the history, in call order.
+func records(pops []porcupine.Operation) ([]Op, []int) {
+	type rec struct {
+		op Op
+		i  int
 	}
-	slices.SortStableFunc(out, func(a, b Op) int { return cmp.Compare(a.Call, b.Call) })
-	return out
+	var rs []rec
+	for _, op := range pops {
+		m := op.Metadata.(opMeta)
+		for k := range m.ops {
+			rs = append(rs, rec{m.ops[k], m.idx[k]})
+		}
+	}
+	slices.SortStableFunc(rs, func(a, b rec) int { return cmp.Compare(a.op.Call, b.op.Call) })
+	ops, idx := make([]Op, len(rs)), make([]int, len(rs))
+	for k, r := range rs {
+		ops[k], idx[k] = r.op, r.i
+	}
+	return ops, idx
 }
 
 func historyEnd(ops []Op) int64 {

@@ -169,8 +169,9 @@ func TestExplainKinds(t *testing.T) {
 			assert.Positive(t, e.Checks)
 			assert.Empty(t, e.Faults)
 			recheck(t, e)
-			for _, op := range e.Operations {
-				assert.Contains(t, tt.ops, op, "operations are the history's records, unchanged")
+			require.Len(t, e.Index, len(e.Operations))
+			for k, op := range e.Operations {
+				assert.Equal(t, tt.ops[e.Index[k]], op, "operations are the history's records, unchanged, at Index")
 			}
 		})
 	}
@@ -277,7 +278,7 @@ func TestExplainJSONAndVisualization(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(b, &back))
 	require.Len(t, back.Explanations, 1)
-	for _, k := range []string{"resource", "model", "kind", "operations", "faults", "text", "leases"} {
+	for _, k := range []string{"resource", "model", "kind", "operations", "index", "faults", "text", "leases"} {
 		assert.Contains(t, back.Explanations[0], k)
 	}
 	assert.Equal(t, `"stale-write-accepted"`, string(back.Explanations[0]["kind"]))

@@ -203,7 +203,7 @@ func blind(op porcupine.Operation) porcupine.Operation {
 	m.readOK, m.readVal = false, 0
 	meta := op.Metadata.(opMeta)
 	op.Input = &m
-	op.Metadata = opMeta{ops: meta.ops[len(meta.ops)-1:]}
+	op.Metadata = opMeta{ops: meta.ops[len(meta.ops)-1:], idx: meta.idx[len(meta.idx)-1:]}
 	return op
 }
 
