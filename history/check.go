@@ -186,6 +186,9 @@ func Check(ops []Op, opts Options) Result {
 		if opts.VisualizePath != "" {
 			for i := range res.Explanations {
 				e := &res.Explanations[i]
+				if e.Unproven {
+					continue
+				}
 				path := explainPath(opts.VisualizePath, i)
 				if err := e.Visualize(path, opts.Annotations); err != nil {
 					res.Details = append(res.Details, fmt.Sprintf("explanation view not written: %v", err))

@@ -60,9 +60,11 @@ func holdEnd(core []porcupine.Operation, acq *porcupine.Operation) int64 {
 
 func classifyLock(core []porcupine.Operation) classified {
 	var acqs []*porcupine.Operation
+	ends := map[*porcupine.Operation]int64{}
 	for i := range core {
 		if input(&core[i]).kind == kAcquire {
 			acqs = append(acqs, &core[i])
+			ends[&core[i]] = holdEnd(core, &core[i])
 		}
 	}
 	for _, a := range acqs {
@@ -71,8 +73,15 @@ func classifyLock(core []porcupine.Operation) classified {
 			if a == b || ma.token == mb.token && ma.token > 0 || ma.ret > mb.ret {
 				continue
 			}
-			if mb.ret < holdEnd(core, a) && ma.ret < holdEnd(core, b) {
+			if mb.ret < ends[a] && ma.ret < ends[b] {
 				return classified{kind: KindDoubleGrant, a: a, b: b}
+			}
+		}
+	}
+	for _, a := range acqs {
+		for i := range core {
+			if m := input(&core[i]); m.claim && m.token == input(a).token && m.ret < ends[a] {
+				return classified{kind: KindLostEarly, a: a, b: &core[i]}
 			}
 		}
 	}
@@ -81,13 +90,6 @@ func classifyLock(core []porcupine.Operation) classified {
 			ma, mb := input(a), input(b)
 			if ma.ret < mb.call && ma.fencing > 0 && mb.fencing > 0 && mb.fencing <= ma.fencing {
 				return classified{kind: KindFencingBack, a: a, b: b}
-			}
-		}
-	}
-	for _, a := range acqs {
-		for i := range core {
-			if m := input(&core[i]); m.claim && m.token == input(a).token && m.ret < holdEnd(core, a) {
-				return classified{kind: KindLostEarly, a: a, b: &core[i]}
 			}
 		}
 	}

@@ -87,7 +87,8 @@ type Explanation struct {
 	Checks    int           `json:"checks"` // candidate sets porcupine checked
 	Elapsed   time.Duration `json:"elapsedNs"`
 	// VisualizationPath is porcupine's view of Operations and Context, with
-	// the blamed faults, when Options.VisualizePath is set.
+	// the blamed faults, when Options.VisualizePath is set (not for an
+	// Unproven explanation: the full view shows the same operations).
 	VisualizationPath string `json:"visualizationPath,omitempty"`
 }
 
@@ -144,7 +145,8 @@ func explainAll(ops []Op, b built, model porcupine.Model, verdicts []Verdict, op
 	for range min(runtime.GOMAXPROCS(0), len(todo)) {
 		wg.Go(func() {
 			for i := range work {
-				out[i] = explainPartition(ops, b, model, b.parts[todo[i]], opts.Annotations, deadline, end)
+				s := newShrinker(model, b.parts[todo[i]], perCheck(time.Until(deadline)), func() bool { return !time.Now().Before(deadline) })
+				out[i] = explainPartition(ops, s, b.parts[todo[i]], opts.Annotations, end)
 			}
 		})
 	}
@@ -164,9 +166,10 @@ func perCheck(left time.Duration) time.Duration {
 	return max(min(left/10, 2*time.Second), 20*time.Millisecond)
 }
 
-func explainPartition(ops []Op, b built, model porcupine.Model, p partition, anns []Annotation, deadline time.Time, end int64) *Explanation {
+// explainPartition explains partition p of ops with shrinker s (nil when
+// p turns out linearizable).
+func explainPartition(ops []Op, s *shrinker, p partition, anns []Annotation, end int64) *Explanation {
 	start := time.Now()
-	s := newShrinker(model, p, perCheck(time.Until(deadline)), func() bool { return !time.Now().Before(deadline) })
 	got, ok := s.run()
 	if !ok {
 		return nil
@@ -176,7 +179,11 @@ func explainPartition(ops []Op, b built, model porcupine.Model, p partition, ann
 	e.Truncated = s.stopped || s.undecided > 0 || !got.proven
 	e.Unproven = !got.proven
 	e.Elapsed = time.Since(start)
-	if e.Truncated {
+	switch {
+	case e.Unproven:
+		e.Text += fmt.Sprintf(" (porcupine decided no set within the time budget (%d checks in %s): these are all the operations of the partition, violated by the check's verdict.)",
+			e.Checks, e.Elapsed.Round(time.Millisecond))
+	case e.Truncated:
 		e.Text += fmt.Sprintf(" (The search for a smaller set stopped early after %d checks in %s: a smaller one may exist.)",
 			e.Checks, e.Elapsed.Round(time.Millisecond))
 	}

@@ -221,6 +221,17 @@ func TestExplainBlamesFaults(t *testing.T) {
 	assert.NotContains(t, e.Text, "client-z")
 }
 
+// A broken lock server planted for the whole run (no end) is a fault on a
+// server: it explains a double grant.
+func TestExplainBlamesAServerFaultWithoutEnd(t *testing.T) {
+	anns := []Annotation{{ID: 9, Fault: "unsafe", Label: "unsafe lock servers", Target: "lockserver-1 lockserver-2",
+		Start: 0, Source: "unsafe.yaml:14"}}
+	e := mustExplain(t, doubleGrant(), anns)
+	assert.Equal(t, KindDoubleGrant, e.Kind)
+	assert.Equal(t, []int{9}, e.Faults)
+	assert.Contains(t, e.Text, "lockserver-1 lockserver-2 ran a deliberately broken acquire 0.000–0.310 s (unsafe.yaml:14)")
+}
+
 func TestFaultNames(t *testing.T) {
 	for _, tt := range []struct {
 		target string

@@ -272,13 +272,26 @@ func TestShrinkerStopsAtItsBudget(t *testing.T) {
 		})
 	}
 
+	t.Run("explanation", func(t *testing.T) {
+		s := newShrinker(model, b.parts[i], 10*time.Second, nil)
+		s.expired = func() bool { return s.checks >= 3 }
+		e := explainPartition(ops, s, b.parts[i], nil, historyEnd(ops))
+		require.NotNil(t, e)
+		assert.True(t, e.Truncated)
+		assert.False(t, e.Unproven)
+		assert.Equal(t, 3, e.Checks)
+		assert.Contains(t, e.Text, "stopped early after 3 checks")
+		recheck(t, *e)
+	})
+
 	t.Run("Check", func(t *testing.T) {
 		res := Check(ops, Options{Explain: true, ExplainBudget: time.Nanosecond})
 		require.Len(t, res.Explanations, 1)
 		e := res.Explanations[0]
 		assert.True(t, e.Truncated)
 		assert.True(t, e.Unproven)
-		assert.Contains(t, e.Text, "stopped early")
+		assert.Contains(t, e.Text, "decided no set within the time budget")
+		assert.Contains(t, e.Text, "too many to tell one by one")
 		assert.Less(t, e.Elapsed, 5*time.Second, "a budget of 1ns stops the search at once")
 	})
 }

@@ -21,6 +21,9 @@ var titles = map[Kind]string{
 	KindOther:       "Violation",
 }
 
+// maxTold is the most operations the words tell one by one.
+const maxTold = 12
+
 // teller formats times on the history's clock in seconds: with one
 // decimal, or with three (milliseconds) when everything the explanation
 // tells happened within half a second.
@@ -82,7 +85,12 @@ func words(e Explanation, c classified, blamed []blamedFault) string {
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s on %s, caught by the %s model: ", titles[e.Kind], e.Resource, e.Model)
-	b.WriteString(narrate(evs))
+	if len(e.Operations) > maxTold {
+		lo, hi := span(e.Operations, 0)
+		fmt.Fprintf(&b, "%d operations from %s to %s, too many to tell one by one", len(e.Operations), t.secs(lo), t.secs(hi))
+	} else {
+		b.WriteString(narrate(evs))
+	}
 	b.WriteString(". ")
 	concl := t.conclusion(e, c)
 	b.WriteString(strings.ToUpper(concl[:1]) + concl[1:])
@@ -185,6 +193,7 @@ var faultVerbs = map[string]string{
 	"partition":  "was partitioned",
 	"delay":      "had its links delayed",
 	"clock-skew": "ran on a skewed clock",
+	"unsafe":     "ran a deliberately broken acquire",
 }
 
 func (t teller) faultEvent(f blamedFault) event {
