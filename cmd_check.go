@@ -4,7 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/locksim/locksim/history"
@@ -31,7 +33,7 @@ func (m *Main) check(_ context.Context, args []string) int {
 	if err != nil {
 		return m.errorf("check: %s:%v", path, err)
 	}
-	res := history.Check(ops, history.Options{Timeout: *timeout, VisualizePath: *html})
+	res := history.Check(ops, history.Options{Timeout: *timeout, VisualizePath: *html, Explain: true})
 	fmt.Fprintf(m.Stdout, "%s: %d operations (%d lock, %d resource) checked in %s\n",
 		path, len(ops), res.LockOps, res.ResourceOps, res.Elapsed.Round(time.Millisecond))
 	fmt.Fprintf(m.Stdout, "  lock      %s\n  resource  %s\n", res.Lock, res.Resource)
@@ -41,6 +43,9 @@ func (m *Main) check(_ context.Context, args []string) int {
 	if res.VisualizationPath != "" {
 		fmt.Fprintf(m.Stdout, "  view: %s\n", res.VisualizationPath)
 	}
+	for _, e := range res.Explanations {
+		printExplanation(m.Stdout, e)
+	}
 	switch {
 	case res.Lock == history.Violated || res.Resource == history.Violated:
 		return exitFailed
@@ -49,4 +54,42 @@ func (m *Main) check(_ context.Context, args []string) int {
 		return exitFailed
 	}
 	return exitOK
+}
+
+// printExplanation prints why a partition is violated: its kind, the words
+// (wrapped), the few operations that show it and the view of just them.
+func printExplanation(w io.Writer, e history.Explanation) {
+	fmt.Fprintf(w, "\n  why %s %s: %s, %d operations\n", e.Model, e.Resource, e.Kind, len(e.Operations))
+	for _, line := range wrap(e.Text, 96) {
+		fmt.Fprintf(w, "    %s\n", line)
+	}
+	for _, op := range e.Operations {
+		fmt.Fprintf(w, "      %s\n", op)
+	}
+	for _, op := range e.Context {
+		fmt.Fprintf(w, "      (context) %s\n", op)
+	}
+	if e.VisualizationPath != "" {
+		fmt.Fprintf(w, "    view: %s\n", e.VisualizationPath)
+	}
+}
+
+// wrap breaks text into lines of at most width characters at spaces.
+func wrap(text string, width int) []string {
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(text) {
+		if line != "" && len(line)+1+len(word) > width {
+			lines = append(lines, line)
+			line = ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += word
+	}
+	if line != "" {
+		lines = append(lines, line)
+	}
+	return lines
 }

@@ -135,6 +135,10 @@ func (m *Main) printVerdicts(reports []*run.Report) {
 			for _, f := range v.Failures {
 				fmt.Fprintf(m.Stdout, "  %s/%s: %s\n", r.Scenario, v.Variant, f)
 			}
+			for _, e := range v.Check.Explanations {
+				fmt.Fprintf(m.Stdout, "  %s/%s:", r.Scenario, v.Variant)
+				printExplanation(m.Stdout, e)
+			}
 			if v.Dir != "" {
 				fmt.Fprintf(m.Stdout, "  %s/%s: %s\n", r.Scenario, v.Variant, v.Dir)
 			}

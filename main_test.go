@@ -42,12 +42,46 @@ func TestCheckExitCodes(t *testing.T) {
 	}
 }
 
+// TestCheckExplains: under the verdict, check says why, with the few
+// operations that show it.
+func TestCheckExplains(t *testing.T) {
+	tests := []struct {
+		file string
+		says []string
+	}{
+		{"history/testdata/overlap.jsonl", []string{
+			"why lock order:1: double-grant, 2 operations",
+			"Double grant on order:1, caught by the lock model:",
+			"client-a acquire order:1 → #1 (0.000–0.010 s, ok)",
+			"client-b acquire order:1 → #2 (0.100–0.110 s, ok)",
+		}},
+		{"history/testdata/unfenced.jsonl", []string{
+			"why resource order:1: stale-write-accepted, 4 operations",
+			"client-a write order:1 1 with #1 (1.200–1.210 s, ok)",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			code, stdout, _ := runMain(t, "check", tt.file)
+			assert.Equal(t, exitFailed, code)
+			for _, want := range tt.says {
+				assert.Contains(t, stdout, want)
+			}
+		})
+	}
+	_, stdout, _ := runMain(t, "check", "history/testdata/valid.jsonl")
+	assert.NotContains(t, stdout, "why", "nothing to explain")
+}
+
 func TestCheckWritesHTML(t *testing.T) {
 	html := filepath.Join(t.TempDir(), "h.html")
 	code, _, _ := runMain(t, "check", "--html", html, "history/testdata/overlap.jsonl")
 	assert.Equal(t, exitFailed, code)
 	b, err := os.ReadFile(html)
 	require.NoError(t, err)
+	assert.Contains(t, string(b), "<html")
+	b, err = os.ReadFile(strings.TrimSuffix(html, ".html") + ".explain-1.html")
+	require.NoError(t, err, "the view of the explanation is written next to the full one")
 	assert.Contains(t, string(b), "<html")
 }
 

@@ -250,6 +250,20 @@ func (in *Injector) count(c component.Link, d int) bool {
 	return d > 0 && n == 1
 }
 
+// Record logs an event that was not applied through Env — a condition of
+// the whole run, such as lock servers that are broken on purpose — so that
+// it shows on the timeline and can be blamed like any fault. ev's ID and
+// Start are set here; it stays active (no undo ends it).
+func (in *Injector) Record(ev Event) int {
+	in.init()
+	in.mu.Lock()
+	ev.ID, ev.Start, ev.Active, ev.End = len(in.events)+1, in.since(), true, 0
+	in.events = append(in.events, ev)
+	in.mu.Unlock()
+	in.emit(ev)
+	return ev.ID
+}
+
 // Undo reverts the fault of event id, if it is still in effect, and ends
 // the event: a crashed component is restarted, a paused one resumed, a
 // partition's cuts mended (unless another partition still needs them), a

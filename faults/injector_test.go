@@ -92,3 +92,16 @@ func TestInjectorHealAllRestartsResumesAndHeals(t *testing.T) {
 		assert.Len(t, seen, n, "no calls after cancel")
 	})
 }
+
+func TestInjectorRecordKeepsAConditionOfTheRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		env := newFakeEnv()
+		in := &Injector{Env: env}
+		id := in.Record(Event{Fault: "unsafe", Target: "lockservers", Note: "check-then-set"})
+		require.NoError(t, in.HealAll(t.Context(), "final", ""))
+		ev := in.Events()[id-1]
+		assert.True(t, ev.Active, "a heal does not end a condition of the run")
+		assert.Equal(t, "unsafe", ev.Fault)
+		assert.Equal(t, []string{"0s heal"}, env.Calls(), "nothing was applied for it")
+	})
+}

@@ -26,6 +26,7 @@ type built struct {
 // opMeta is the metadata shown in the visualization's tooltip.
 type opMeta struct {
 	ops []Op
+	idx []int // positions of ops in the history given to build
 }
 
 func (m opMeta) String() string {
@@ -113,21 +114,26 @@ func build(ops []Op) built {
 
 	type key struct{ model, resource string }
 	byKey := map[key][]porcupine.Operation{}
-	add := func(model, resource string, in *minput, meta ...Op) {
-		in.client = meta[0].Client
+	add := func(model, resource string, in *minput, idx ...int) {
+		meta := opMeta{idx: idx}
+		for _, i := range idx {
+			meta.ops = append(meta.ops, ops[i])
+		}
+		in.client = meta.ops[0].Client
 		byKey[key{model, resource}] = append(byKey[key{model, resource}], porcupine.Operation{
-			ClientId: clients[in.client], Input: in, Call: in.call, Return: in.ret, Metadata: opMeta{meta},
+			ClientId: clients[in.client], Input: in, Call: in.call, Return: in.ret, Metadata: meta,
 		})
 	}
 	type ckey struct{ client, resource string }
-	pending := map[ckey]Op{} // unpaired successful reads
+	pending := map[ckey]int{} // unpaired successful reads
 	flush := func(k ckey) {
-		r, ok := pending[k]
+		ri, ok := pending[k]
 		if !ok {
 			return
 		}
 		delete(pending, k)
-		add(ModelResource, k.resource, &minput{kind: kRMW, readOK: true, readVal: *r.Output.Value, call: r.Call, ret: r.ret(never)}, r)
+		r := ops[ri]
+		add(ModelResource, k.resource, &minput{kind: kRMW, readOK: true, readVal: *r.Output.Value, call: r.Call, ret: r.ret(never)}, ri)
 	}
 
 	for _, i := range order {
@@ -146,7 +152,7 @@ func build(ops []Op) built {
 			}
 			in := &minput{kind: kAcquire, outcome: OK, ttl: ttl, call: op.Call, ret: ret,
 				token: tokenID(op.Output.LockToken, true), fencing: op.Output.FencingToken}
-			add(ModelLock, op.Resource, in, op)
+			add(ModelLock, op.Resource, in, i)
 		case OpRelease, OpRenew:
 			if op.Op == OpRelease {
 				flush(ck) // a renew stays within the lock cycle
@@ -166,14 +172,15 @@ func build(ops []Op) built {
 				ttl = seconds(op.Input.TTL)
 			}
 			add(ModelLock, op.Resource, &minput{kind: k, outcome: op.Outcome, claim: op.Outcome == Fail,
-				token: tokenID(op.Input.LockToken, false), ttl: ttl, call: op.Call, ret: ret}, op)
+				token: tokenID(op.Input.LockToken, false), ttl: ttl, call: op.Call, ret: ret}, i)
 		case OpRead:
 			flush(ck)
 			if op.Outcome == OK && !op.Output.Rejected && op.Output.Value != nil {
-				pending[ck] = op
+				pending[ck] = i
 			}
 		case OpWrite:
-			r, paired := pending[ck]
+			ri, paired := pending[ck]
+			r := ops[ri]
 			if paired && r.Input.FencingToken != 0 && op.Input.FencingToken != 0 && r.Input.FencingToken != op.Input.FencingToken {
 				flush(ck)
 				paired = false
@@ -190,9 +197,9 @@ func build(ops []Op) built {
 			if paired {
 				delete(pending, ck)
 				in.readOK, in.readVal, in.call = true, *r.Output.Value, r.Call
-				add(ModelResource, op.Resource, in, r, op)
+				add(ModelResource, op.Resource, in, ri, i)
 			} else {
-				add(ModelResource, op.Resource, in, op)
+				add(ModelResource, op.Resource, in, i)
 			}
 		}
 	}
@@ -200,7 +207,7 @@ func build(ops []Op) built {
 	for k := range pending {
 		rest = append(rest, k)
 	}
-	slices.SortFunc(rest, func(a, b ckey) int { return cmp.Compare(pending[a].Call, pending[b].Call) })
+	slices.SortFunc(rest, func(a, b ckey) int { return cmp.Compare(ops[pending[a]].Call, ops[pending[b]].Call) })
 	for _, k := range rest {
 		flush(k)
 	}

@@ -32,19 +32,45 @@ type Options struct {
 	// VisualizePath is where porcupine's HTML visualization is written;
 	// "" writes none.
 	VisualizePath string
-	// Annotations are drawn on the visualization (fault windows).
+	// Annotations are drawn on the visualization (fault windows) and are
+	// the faults an explanation may blame.
 	Annotations []Annotation
+	// Explain asks for an Explanation of every violated partition
+	// (Result.Explanations), found within ExplainBudget (default
+	// DefaultExplainBudget) on top of Timeout. With VisualizePath set, each
+	// explanation's view is written next to it (history.explain-1.html, ...).
+	Explain       bool
+	ExplainBudget time.Duration
 }
 
 // Annotation is a window of time (ns on the history's clock) drawn on the
 // visualization, such as a fault. A Target naming a client of the history
 // puts it on that client's row; any other target gets a row of its own.
+//
+// For explanations, an annotation is a fault: ID identifies it in
+// Explanation.Faults (zero: its position in Options.Annotations plus one),
+// Fault is its kind ("pause", "crash", "partition", ...; empty: the first
+// word of Label), Target names who was hit ("client-1", "etcd-2",
+// "[etcd-2] | [etcd-1 etcd-3 lockserver-1]") and Source where it came from
+// ("step 3 (file.yaml:14)", "nemesis"). An End at or before Start means the
+// fault never ended.
 type Annotation struct {
+	ID          int    `json:"id,omitempty"`
 	Label       string `json:"label"`
+	Fault       string `json:"fault,omitempty"`
 	Target      string `json:"target,omitempty"`
 	Start       int64  `json:"start"`
 	End         int64  `json:"end"`
 	Description string `json:"description,omitempty"`
+	Source      string `json:"source,omitempty"`
+}
+
+// id is the annotation's ID, or i+1 for the i-th annotation without one.
+func (a Annotation) id(i int) int {
+	if a.ID != 0 {
+		return a.ID
+	}
+	return i + 1
 }
 
 // Result is what Check found.
@@ -64,6 +90,9 @@ type Result struct {
 	// Details are human-readable reasons, one per resource that is not
 	// linearizable, plus any problem writing the visualization.
 	Details []string `json:"details,omitempty"`
+	// Explanations say why, one per violated partition, when
+	// Options.Explain is set.
+	Explanations []Explanation `json:"explanations,omitempty"`
 }
 
 // OK reports whether no check found a violation or ran out of time.
@@ -150,6 +179,23 @@ func Check(ops []Op, opts Options) Result {
 			res.Details = append(res.Details, fmt.Sprintf("%s %s: violated: no linearization of its %d operations", p.model, p.resource, len(p.ops)))
 		case Unknown:
 			res.Details = append(res.Details, fmt.Sprintf("%s %s: unknown: check timed out after %s (%d operations)", p.model, p.resource, timeout, len(p.ops)))
+		}
+	}
+	if opts.Explain {
+		res.Explanations = explainAll(ops, b, model, verdicts, opts)
+		if opts.VisualizePath != "" {
+			for i := range res.Explanations {
+				e := &res.Explanations[i]
+				if e.Unproven {
+					continue
+				}
+				path := explainPath(opts.VisualizePath, i)
+				if err := e.Visualize(path, opts.Annotations); err != nil {
+					res.Details = append(res.Details, fmt.Sprintf("explanation view not written: %v", err))
+					continue
+				}
+				e.VisualizationPath = path
+			}
 		}
 	}
 	res.Elapsed = time.Since(start)

@@ -81,12 +81,72 @@
 // contention per key modest, and resolve unknown outcomes from the system of
 // record with Resolve before checking.
 //
+// # Explaining violations
+//
+// With Options.Explain, Check explains every violated partition
+// (Result.Explanations, json "explanations"): the few operations that break
+// it, the anomaly they show, the faults around them and the lease facts, in
+// words a student can follow:
+//
+//	res := history.Check(ops, history.Options{Explain: true, Annotations: faults, VisualizePath: "history.html"})
+//	for _, e := range res.Explanations {
+//		fmt.Println(e.Kind, e.Faults, e.Text) // stale-write-accepted [1] Stale write accepted on order:1, ...
+//		// e.Operations: the records (as in history.jsonl), e.Index: their lines;
+//		// e.VisualizationPath: history.explain-1.html, porcupine's view of just them.
+//	}
+//
+// Shrink. Delta debugging (ddmin) over the partition's units, each
+// candidate checked by porcupine, after a binary search for the shortest
+// window of units (in call order) that is still violated. A candidate must
+// never turn a linearizable history into a violation, or the explanation
+// would blame what was removed: a lock unit is a whole lock cycle (every
+// operation carrying one lock token), a resource unit one read-modify-write,
+// plain read or blind write, and every removed write of a value a kept
+// operation read stays in the candidate as a blind write within its own
+// interval (Explanation.Context). Afterwards renews, "not held" answers and
+// operations called after all others returned are dropped, and
+// read-modify-writes whose read does not matter become blind writes, one at
+// a time while still violated; a set without "not held" answers is
+// preferred. Only sets porcupine proves Illegal are kept, so the result is
+// 1-minimal (removing any one unit makes it linearizable) but not
+// necessarily the smallest. Records keep their real times and outcomes; an
+// unknown operation stays unknown. The search is bounded by
+// Options.ExplainBudget (default DefaultExplainBudget) for all partitions
+// together and each candidate by a tenth of what is left; Truncated says
+// it stopped early or a candidate was undecided, Unproven that not even the
+// whole partition was decided in time.
+//
+// Name it. Kind is decided from the shrunk set alone, first match wins: in
+// the lock model double grant (both grants must have held at one moment),
+// lock lost early (a "not held" answer before the lease could expire),
+// fencing token went back, release or renew by a non-holder; in the
+// resource model stale write accepted (a write accepted after a higher
+// fencing token was, which fencing would have rejected), lost update (two
+// read-modify-writes read the same value), read of a value nobody wrote;
+// else other. Model says which check caught it.
+//
+// Blame the faults. Annotations are the fault windows (ID, Fault, Target,
+// Start, End, Source such as "step 1 (gc-pause.yaml:21)"). A fault on a
+// client counts when its window overlaps that client's operations in the
+// set; a fault on anything else (an etcd member, a lock server, the
+// balancer, a link) counts when it overlaps the set's time span at all,
+// because the history does not record which lock server or member served a
+// request: the words say so. Recoveries (heal, resume, restart) never
+// count. Leases gives, for each token in play, the grant, the earliest
+// expiry (call + TTL, pushed on by renews) and the latest (return + TTL).
+//
+// Say it. Text tells the set's operations, the grants of their tokens, the
+// end of a lease its client still acted after, and the blamed faults in time
+// order, then what went wrong; times are seconds on the history's clock
+// with one decimal, or milliseconds when it all happened within half a
+// second.
+//
 // # Concurrency
 //
 // A Recorder and its Pendings are safe for concurrent use. Check, the JSONL
 // functions, Resolve and Generate are pure functions of their
-// arguments; Check runs partitions in parallel on up to GOMAXPROCS
-// goroutines and returns after all of them are done, except that after a
+// arguments; Check runs partitions (and explanations) in parallel on up to
+// GOMAXPROCS goroutines and returns after all of them are done, except that after a
 // timeout porcupine's own search goroutine may outlive Check by a moment (it
 // stops at its next step).
 package history

@@ -9,9 +9,9 @@ import (
 
 // FuzzReadJSONL feeds arbitrary files to the history parser: it never
 // panics, rejects with ErrInvalid, and what it accepts survives a round trip
-// through WriteJSONL and can be checked.
+// through WriteJSONL and can be checked and explained.
 func FuzzReadJSONL(f *testing.F) {
-	for _, name := range []string{"testdata/valid.jsonl", "testdata/overlap.jsonl", "testdata/unfenced.jsonl"} {
+	for _, name := range []string{"testdata/valid.jsonl", "testdata/overlap.jsonl", "testdata/unfenced.jsonl", "testdata/runs/unsafe-check-then-set/history.jsonl"} {
 		data, err := os.ReadFile(name)
 		if err != nil {
 			f.Fatal(err)
@@ -40,7 +40,12 @@ func FuzzReadJSONL(f *testing.F) {
 			t.Fatalf("round trip lost operations: %d != %d", len(again), len(ops))
 		}
 		if len(ops) <= 50 {
-			_ = Check(ops, Options{Timeout: 100e6})
+			res := Check(ops, Options{Timeout: 100e6, Explain: true, ExplainBudget: 100e6})
+			for _, e := range res.Explanations {
+				if len(e.Operations) == 0 || e.Text == "" || len(e.Index) != len(e.Operations) {
+					t.Fatalf("empty explanation: %+v", e)
+				}
+			}
 		}
 	})
 }

@@ -1,5 +1,12 @@
 package history
 
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
 // Helpers to write histories by hand. Times are in milliseconds.
 
 func ms(n int64) int64 { return n * 1_000_000 }
@@ -67,4 +74,49 @@ func writeRejected(client, res string, fencing, call, ret, value int64) Op {
 	op := write(client, res, fencing, call, ret, value, Fail)
 	op.Output.Rejected = true
 	return op
+}
+
+// readRun reads testdata/runs/NAME/history.jsonl: a history recorded by
+// `locksim run` (trimmed).
+func readRun(t testing.TB, name string) []Op {
+	t.Helper()
+	f, err := os.Open(filepath.Join("testdata", "runs", name, "history.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ops, err := ReadJSONL(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ops
+}
+
+// readFaults reads the fault list of a recorded run (report.json's
+// "faults") as annotations, the way a run hands them to Check.
+func readFaults(t testing.TB, name string) []Annotation {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "runs", name, "faults.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []struct {
+		ID                            int
+		Fault, Resolved, Note, Source string
+		StartNs, EndNs                int64
+		Active                        bool
+	}
+	if err := json.Unmarshal(b, &events); err != nil {
+		t.Fatal(err)
+	}
+	var out []Annotation
+	for _, ev := range events {
+		end := ev.EndNs
+		if ev.Active {
+			end = ev.StartNs
+		}
+		out = append(out, Annotation{ID: ev.ID, Fault: ev.Fault, Label: ev.Fault + " " + ev.Resolved, Target: ev.Resolved,
+			Start: ev.StartNs, End: end, Description: ev.Note, Source: ev.Source})
+	}
+	return out
 }

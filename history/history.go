@@ -117,3 +117,39 @@ func seconds(s *float64) int64 {
 	}
 	return int64(*s * 1e9)
 }
+
+// String describes the record in one line for people: who did what with
+// which token and value, when (seconds on the history's clock), and how it
+// ended. "client-2 write order:1 57 with #112 (4.998–5.002 s, ok)".
+func (op Op) String() string {
+	s := op.Client + " " + op.Op + " " + op.Resource
+	switch op.Op {
+	case OpAcquire:
+		if op.Output.FencingToken > 0 {
+			s += fmt.Sprintf(" → #%d", op.Output.FencingToken)
+		}
+	case OpRead:
+		if op.Output.Value != nil {
+			s += fmt.Sprintf(" → %d", *op.Output.Value)
+		}
+	case OpWrite:
+		if op.Input.Value != nil {
+			s += fmt.Sprintf(" %d", *op.Input.Value)
+		}
+	}
+	if op.Input.FencingToken > 0 {
+		s += fmt.Sprintf(" with #%d", op.Input.FencingToken)
+	}
+	when := fmt.Sprintf("%.3f–%.3f s", float64(op.Call)/1e9, float64(op.ret(op.Call))/1e9)
+	if op.Return == nil {
+		when = fmt.Sprintf("from %.3f s", float64(op.Call)/1e9)
+	}
+	end := string(op.Outcome)
+	switch {
+	case op.Output.Rejected:
+		end += " rejected"
+	case op.Output.Code != "":
+		end += " " + op.Output.Code
+	}
+	return fmt.Sprintf("%s (%s, %s)", s, when, end)
+}

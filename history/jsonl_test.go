@@ -59,3 +59,20 @@ func TestReadJSONLStrict(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, ops, 2)
 }
+
+func TestOpString(t *testing.T) {
+	for _, tt := range []struct {
+		op   Op
+		want string
+	}{
+		{acquireOK("client-1", r1, "t", 7, 100, 120, 1), "client-1 acquire order:1 → #7 (0.100–0.120 s, ok)"},
+		{acquireFail("client-1", r1, 100, 1100), "client-1 acquire order:1 (0.100–1.100 s, fail)"},
+		{read("client-2", r1, 7, 200, 210, 56), "client-2 read order:1 → 56 with #7 (0.200–0.210 s, ok)"},
+		{write("client-2", r1, 7, 5000, 5002, 57, OK), "client-2 write order:1 57 with #7 (5.000–5.002 s, ok)"},
+		{write("client-2", r1, 7, 5000, 0, 57, Unknown), "client-2 write order:1 57 with #7 (from 5.000 s, unknown)"},
+		{writeRejected("client-2", r1, 7, 5000, 5002, 57), "client-2 write order:1 57 with #7 (5.000–5.002 s, fail rejected)"},
+		{release("client-1", r1, "t", 300, 310, Fail, "not_held"), "client-1 release order:1 (0.300–0.310 s, fail not_held)"},
+	} {
+		assert.Equal(t, tt.want, tt.op.String())
+	}
+}

@@ -62,10 +62,13 @@ func (w *View) checkLoop(ctx context.Context) {
 // and stores the verdict.
 func (w *View) checkNow() web.Verdict {
 	ops := w.sb.Recorder().Ops()
-	res := history.Check(ops, history.Options{Timeout: w.cfg.CheckTimeout})
+	res := history.Check(ops, history.Options{
+		Timeout: w.cfg.CheckTimeout, Explain: true, Annotations: sim.Annotations(w.sb.Events()),
+	})
 	v := web.Verdict{
 		Lock: string(res.Lock), Resource: string(res.Resource),
 		CheckedOps: len(ops), At: int64(w.sb.Elapsed()), HistoryURL: w.cfg.HistoryURL,
+		Explanations: webExplanations(res.Explanations),
 	}
 	w.check.mu.Lock()
 	w.check.verdict = v
@@ -132,4 +135,19 @@ func (w *View) HistoryHTML() ([]byte, error) {
 	c.html, c.htmlFor = page, gen
 	c.mu.Unlock()
 	return page, nil
+}
+
+// webExplanations turns the checker's explanations into the page's: the
+// history given to Check is the recorder's, in order, so an operation's
+// index there is its op id on the page.
+func webExplanations(es []history.Explanation) []web.Explanation {
+	var out []web.Explanation
+	for _, e := range es {
+		ids := make([]uint64, len(e.Index))
+		for i, idx := range e.Index {
+			ids[i] = uint64(idx)
+		}
+		out = append(out, web.Explanation{Resource: e.Resource, Model: e.Model, Kind: string(e.Kind), Text: e.Text, Ops: ids})
+	}
+	return out
 }

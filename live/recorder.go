@@ -5,8 +5,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
+	"github.com/locksim/locksim/history"
 	"github.com/locksim/locksim/run"
 	"github.com/locksim/locksim/sim"
 	"github.com/locksim/locksim/web"
@@ -101,6 +103,7 @@ func (r *RunRecorder) Finish(rep *run.Report) error {
 					f.Verdict.Lock, f.Verdict.Resource = string(v.Lock), string(v.Resource)
 					f.Verdict.CheckedOps = v.Check.LockOps + v.Check.ResourceOps
 					f.Verdict.HistoryURL = "/history.html"
+					f.Verdict.Explanations = explainedOps(v.Check.Explanations, vf.last.Ops)
 					r.err = errors.Join(r.err, web.AppendFrameJSONL(vf.file, f))
 				}
 			}
@@ -108,4 +111,22 @@ func (r *RunRecorder) Finish(rep *run.Report) error {
 		r.err = errors.Join(r.err, vf.file.Close())
 	}
 	return r.err
+}
+
+// explainedOps turns a finished run's explanations into the page's, finding
+// each explained operation among the frames' ops by client, kind and call
+// time (the checked history was settled from etcd, so its positions are not
+// the recorder's).
+func explainedOps(es []history.Explanation, ops []web.Op) []web.Explanation {
+	out := webExplanations(es)
+	for i, e := range es {
+		out[i].Ops = nil
+		for _, op := range e.Operations {
+			j := slices.IndexFunc(ops, func(o web.Op) bool { return o.Client == op.Client && o.Op == op.Op && o.Call == op.Call })
+			if j >= 0 {
+				out[i].Ops = append(out[i].Ops, ops[j].ID)
+			}
+		}
+	}
+	return out
 }

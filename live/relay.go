@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"slices"
 	"sync"
 
 	"github.com/locksim/locksim/web"
@@ -108,6 +109,17 @@ func (r *Relay) forwardLocked(f web.Frame) {
 	}
 	f.Ops, f.Faults = ops, fl
 	f.Verdict.At += r.tOff
+	if len(f.Verdict.Explanations) > 0 {
+		es := make([]web.Explanation, len(f.Verdict.Explanations))
+		for i, e := range f.Verdict.Explanations {
+			e.Ops = slices.Clone(e.Ops)
+			for j := range e.Ops {
+				e.Ops[j] += r.idOff
+			}
+			es[i] = e
+		}
+		f.Verdict.Explanations = es
+	}
 	r.log.apply(f)
 	r.out.publish(f)
 }

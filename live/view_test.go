@@ -422,3 +422,37 @@ func TestWebViewerCost(t *testing.T) {
 	assert.Zero(t, st.Dropped, "no viewer dropped")
 	assert.GreaterOrEqual(t, ratio, 0.9, "30 viewers cost at most 10%% of acquires/s")
 }
+
+// TestLiveCheckerExplainsAViolation: without fencing, the gc-pause scenario
+// started from the page makes a stale write; the live checker's verdict
+// carries an explanation whose operations are ops of the page's timeline.
+func TestLiveCheckerExplainsAViolation(t *testing.T) {
+	_, w, _ := startWeb(t, sim.Config{Unfenced: true}, Config{CheckEvery: 500 * time.Millisecond})
+	ctx := t.Context()
+	require.NoError(t, w.Do(ctx, web.Command{Action: web.ActionRunScenario, Scenario: "gc-pause-past-lease"}))
+	var e web.Explanation
+	require.Eventually(t, func() bool {
+		v := w.Frame().Verdict
+		for _, x := range v.Explanations {
+			if x.Model == "resource" && v.Resource == "violated" {
+				e = x
+				return true
+			}
+		}
+		return false
+	}, 60*time.Second, 100*time.Millisecond, "the stale write is explained")
+	t.Logf("%s: %s", e.Kind, e.Text)
+	require.NotEmpty(t, e.Ops)
+	assert.LessOrEqual(t, len(e.Ops), 4)
+	assert.Contains(t, e.Text, "client-1", "the paused client is named")
+	ops := map[uint64]web.Op{}
+	for _, o := range w.Frame().Ops {
+		ops[o.ID] = o
+	}
+	for _, id := range e.Ops {
+		o, ok := ops[id]
+		if assert.True(t, ok, "op %d is on the timeline", id) {
+			assert.Contains(t, []string{"read", "write", "acquire", "release"}, o.Op)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package run
 
 import (
 	"context"
+	"slices"
 	"flag"
 	"fmt"
 	"os"
@@ -10,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/locksim/locksim/faults"
+	"github.com/locksim/locksim/history"
 	"github.com/locksim/locksim/scenarios"
 )
 
@@ -48,7 +52,10 @@ func runAndExpect(t *testing.T, sc *scenarios.Scenario, seed int64) *Report {
 			sc.Name, v.Variant, v.Lock, v.Resource, v.Check.Counts.Acquire.OK, v.Check.Counts.Acquire.Fail,
 			v.Check.Counts.Acquire.Unknown, v.Resolved, v.Check.Counts.Stale, v.Check.Overlap.Max, v.Check.Elapsed)
 	}
-	if !rep.Pass {
+	for _, v := range rep.Variants {
+		checkExplanations(t, sc, v)
+	}
+	if !rep.Pass || t.Failed() {
 		keep := filepath.Join(*artifacts, fmt.Sprintf("%s-seed%d", sc.Name, rep.Seed))
 		_ = os.RemoveAll(keep)
 		if err := os.CopyFS(keep, os.DirFS(out)); err == nil {
@@ -91,6 +98,7 @@ func TestNegativeControlRate(t *testing.T) {
 		for seed := int64(1); seed <= int64(n); seed++ {
 			rep := runQuiet(t, sc, seed)
 			for _, v := range rep.Variants {
+				checkExplanations(t, sc, v)
 				key := sc.Name + "/" + v.Variant
 				if rates[key] == nil {
 					rates[key] = &tally{}
@@ -115,6 +123,45 @@ func TestNegativeControlRate(t *testing.T) {
 		if tl.caught > 0 || strings.Contains(key, "unfenced") || strings.Contains(key, "check-then-set") {
 			require.GreaterOrEqual(t, tl.caught*20, tl.runs*19, "%s: caught %d of %d", key, tl.caught, tl.runs)
 		}
+	}
+}
+
+// checkExplanations asserts what a caught negative control must explain:
+// for each model expected violated and found so, an explanation of at most
+// 4 operations, of the right kind, that names a fault the scenario planted
+// (a step's fault, or the deliberately broken lock servers).
+func checkExplanations(t *testing.T, sc *scenarios.Scenario, v VariantReport) {
+	t.Helper()
+	planted := map[string]bool{}
+	if v.Unsafe != "" {
+		planted["unsafe"] = true
+	}
+	for _, st := range sc.Steps {
+		planted[st.Fault] = true
+	}
+	kinds := map[string][]history.Kind{
+		history.ModelLock:     {history.KindDoubleGrant},
+		history.ModelResource: {history.KindStaleWrite, history.KindLostUpdate},
+	}
+	for model, want := range map[string]string{history.ModelLock: v.Expect["lock"], history.ModelResource: v.Expect["resource"]} {
+		got := v.Lock
+		if model == history.ModelResource {
+			got = v.Resource
+		}
+		if want != scenarios.Violated || got != history.Violated {
+			continue
+		}
+		i := slices.IndexFunc(v.Check.Explanations, func(e history.Explanation) bool { return e.Model == model })
+		if !assert.GreaterOrEqual(t, i, 0, "%s/%s: no explanation of the %s violation", sc.Name, v.Variant, model) {
+			continue
+		}
+		e := v.Check.Explanations[i]
+		assert.LessOrEqual(t, len(e.Operations), 4, "%s/%s: %s", sc.Name, v.Variant, e.Text)
+		assert.Contains(t, kinds[model], e.Kind, "%s/%s: %s", sc.Name, v.Variant, e.Text)
+		named := slices.ContainsFunc(e.Faults, func(id int) bool {
+			return slices.ContainsFunc(v.Faults, func(ev faults.Event) bool { return ev.ID == id && planted[ev.Fault] })
+		})
+		assert.True(t, named, "%s/%s: the explanation names none of the planted faults %v: faults %v, %s", sc.Name, v.Variant, planted, e.Faults, e.Text)
 	}
 }
 

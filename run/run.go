@@ -124,6 +124,7 @@ func variant(ctx context.Context, sc *scenarios.Scenario, variant string, seed i
 	if opts.Observe != nil {
 		opts.Observe(sb, variant)
 	}
+	recordUnsafe(sb, sc, eff)
 	unsubscribe := sb.Faults().Subscribe(func(ev faults.Event) {
 		switch {
 		case ev.Error != "":
@@ -231,7 +232,7 @@ func settle(ctx context.Context, sb *sim.Sandbox, sc *scenarios.Scenario) ([]his
 // and, with an output folder, writes the variant's history.jsonl,
 // history.html and report.json.
 func check(vr *VariantReport, ops []history.Op, sc *scenarios.Scenario, opts Options) error {
-	copts := history.Options{Timeout: opts.CheckTimeout, Annotations: sim.Annotations(vr.Faults)}
+	copts := history.Options{Timeout: opts.CheckTimeout, Annotations: sim.Annotations(vr.Faults), Explain: true}
 	if opts.OutDir != "" {
 		vr.Dir = filepath.Join(opts.OutDir, sc.Name, vr.Variant)
 		if err := os.MkdirAll(vr.Dir, 0o755); err != nil {
@@ -251,6 +252,25 @@ func check(vr *VariantReport, ops []history.Op, sc *scenarios.Scenario, opts Opt
 		return writeJSON(filepath.Join(vr.Dir, "report.json"), vr)
 	}
 	return nil
+}
+
+// recordUnsafe logs a deliberately broken lock server (a negative control)
+// in the sandbox's fault log, for the whole run: the timeline shows it and
+// an explanation of the violation it causes can name it.
+func recordUnsafe(sb *sim.Sandbox, sc *scenarios.Scenario, eff scenarios.Effective) {
+	if eff.Unsafe == "" {
+		return
+	}
+	key := "variants." + eff.Variant + ".lockServers.unsafe"
+	line := sc.Line(key)
+	if line == 0 {
+		key, line = "lockServers.unsafe", sc.Line("lockServers.unsafe")
+	}
+	sb.Faults().Record(faults.Event{
+		Fault: "unsafe", Target: "lockservers", Resolved: strings.Join(sb.Addresses().LockServerNames(), " "),
+		Note:   "every lock server runs a deliberately broken " + eff.Unsafe + " acquire (a negative control)",
+		Source: fmt.Sprintf("%s (%s:%d)", key, filepath.Base(sc.Path), line),
+	})
 }
 
 // sleepCtx waits d or until ctx ends.

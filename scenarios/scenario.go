@@ -157,6 +157,11 @@ type Effective struct {
 	Expect  Expect // zero value when the variant asserts nothing
 }
 
+// Line returns the line of a key in the file ("lockServers.unsafe",
+// "variants.broken.lockServers.unsafe", "steps[2].target"), or 0 when the
+// key is not written there.
+func (s *Scenario) Line(key string) int { return s.pos[key] }
+
 // VariantNames returns the variants to run, in file order, or
 // ["default"] when the scenario has none.
 func (s *Scenario) VariantNames() []string {

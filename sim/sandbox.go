@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -267,6 +269,9 @@ type Addresses struct {
 	LockServers map[string]string `json:"lockServers"`
 	Etcd        map[string]string `json:"etcd"`
 }
+
+// LockServerNames lists the lock servers' names, sorted.
+func (a Addresses) LockServerNames() []string { return slices.Sorted(maps.Keys(a.LockServers)) }
 
 // Addresses returns the URL of the balancer, each lock server and each etcd member.
 func (sb *Sandbox) Addresses() Addresses {

@@ -102,3 +102,20 @@ func TestBrowserStepModeNarratesAndContinues(t *testing.T) {
 	require.NoError(t, b.WaitJS(`document.querySelector('#clients-g [data-client="client-1"]').dataset.paused === 'false'`, 5*time.Second))
 	require.Empty(t, b.Exceptions())
 }
+
+// TestBrowserExplainsAViolation: when the verdict carries an explanation,
+// the page says it in words and outlines its operations on the timeline.
+func TestBrowserExplainsAViolation(t *testing.T) {
+	toy, s := startToy(t, Config{})
+	b := webtest.NewBrowser(t)
+	require.NoError(t, b.Navigate(s.URL()))
+	require.NoError(t, b.WaitJS(`document.querySelectorAll('#timeline rect.op').length > 0`, 10*time.Second))
+	require.NoError(t, b.WaitJS(`document.querySelector('#explanations').hidden && !document.querySelector('#timeline rect.op.explained')`, time.Second),
+		"nothing is explained while the checks pass")
+	require.NoError(t, toy.Do(t.Context(), Command{Action: ActionFencing, Value: false}))
+	require.NoError(t, toy.Do(t.Context(), Command{Action: "pause", Target: "client-1"}))
+	require.NoError(t, b.WaitJS(`!document.querySelector('#explanations').hidden &&
+		document.querySelector('#explanations [data-kind="stale-write-accepted"]').textContent.includes('old fencing token') &&
+		document.querySelectorAll('#timeline rect.op.explained').length >= 1`, 20*time.Second))
+	require.Empty(t, b.Exceptions())
+}

@@ -124,6 +124,19 @@ type Verdict struct {
 	CheckedOps int    `json:"checkedOps"`
 	At         int64  `json:"at"`
 	HistoryURL string `json:"historyURL"`
+	// Explanations say, for each violation, the few operations that break
+	// it, in words; the page highlights Ops on the timeline.
+	Explanations []Explanation `json:"explanations,omitempty"`
+}
+
+// Explanation is one violation explained: its kind, the words, and the ids
+// of the operations (Op.ID) that show it.
+type Explanation struct {
+	Resource string   `json:"resource"`
+	Model    string   `json:"model"` // lock or resource
+	Kind     string   `json:"kind"`  // e.g. stale-write-accepted
+	Text     string   `json:"text"`
+	Ops      []uint64 `json:"ops"`
 }
 
 // ScenarioState is the scenario being run, if any.

@@ -126,8 +126,16 @@ func (s *toySandbox) frameLocked() Frame {
 		Clients: slices.Clone(s.clients), Resources: []Resource{s.res},
 		Verdict: Verdict{Lock: "linearizable", Resource: "linearizable", CheckedOps: len(s.ops), At: s.t, HistoryURL: "/history.html"},
 	}
-	if !s.fencing && s.res.Rejected == 0 && s.lock.Held && len(s.lock.Believers) > 1 {
+	// The toy's stand-in for a stale write: fencing off while a client is
+	// frozen.
+	if !s.fencing && slices.ContainsFunc(s.clients, func(c ClientState) bool { return c.Paused }) {
 		f.Verdict.Resource = "violated"
+		var ids []uint64
+		for i := len(s.ops) - 1; i >= 0 && len(ids) < 2; i-- {
+			ids = append(ids, s.ops[i].ID)
+		}
+		f.Verdict.Explanations = []Explanation{{Resource: s.res.Name, Model: "resource", Kind: "stale-write-accepted",
+			Text: "client-1 wrote with an old fencing token, which nothing rejected.", Ops: ids}}
 	}
 	l := s.lock
 	l.Believers = nil

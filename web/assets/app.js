@@ -503,7 +503,8 @@ function renderTimeline(f) {
     const anchorEnd = x1 > right - 7 * label.length;
     svg('text', { class: 'faultlabel', x: anchorEnd ? x2 - 2 : x1 + 2, y: 10 + (row++ % 2) * 11, 'text-anchor': anchorEnd ? 'end' : 'start' }, tl, label);
   }
-  // Operations.
+  // Operations; those a violation's explanation names are outlined.
+  const explained = new Set(((f.verdict || {}).explanations || []).flatMap((e) => e.ops || []));
   for (const o of ops) {
     const lane = clients.indexOf(o.client);
     if (lane < 0) continue;
@@ -512,10 +513,25 @@ function renderTimeline(f) {
     if (end < t0) continue;
     const outcome = done ? (o.outcome || 'ok') : (o.outcome === 'unknown' ? 'unknown' : 'pending');
     const x1 = x(o.call), x2 = Math.max(x(end), x1 + 2);
-    const r = svg('rect', { class: 'op ' + outcome, x: x1, y: top + lane * laneH + 3, width: x2 - x1, height: laneH - 6, rx: 2, 'data-op': o.id, 'data-outcome': outcome }, tl);
+    const cls = 'op ' + outcome + (explained.has(o.id) ? ' explained' : '');
+    const r = svg('rect', { class: cls, x: x1, y: top + lane * laneH + 3, width: x2 - x1, height: laneH - 6, rx: 2, 'data-op': o.id, 'data-outcome': outcome }, tl);
     svg('title', {}, r, `${o.client} ${o.op} ${o.resource}: ${outcome}${o.detail ? ' — ' + o.detail : ''} (${secs(o.call)}${done ? ' → ' + secs(o.return) : ''})`);
   }
   svg('line', { class: 'now', x1: x(T), x2: x(T), y1: top - 6, y2: H - 16 }, tl);
+  renderExplanations(f);
+}
+
+// renderExplanations says in words why the live checker found a violation.
+function renderExplanations(f) {
+  const box = $('#explanations');
+  const es = (f.verdict || {}).explanations || [];
+  box.hidden = es.length === 0;
+  box.replaceChildren();
+  for (const e of es) {
+    const p = html('p', { 'data-kind': e.kind, 'data-model': e.model }, box);
+    html('span', { class: 'kind' }, p, `${e.model} ${e.resource}: ${e.kind}. `);
+    html('span', {}, p, e.text);
+  }
 }
 
 // ---------------------------------------------------------------- scrub
