@@ -2,11 +2,11 @@ package run
 
 import (
 	"context"
-	"slices"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
