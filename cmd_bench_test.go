@@ -66,7 +66,8 @@ func TestBenchQuickEndToEnd(t *testing.T) {
 	require.NotEmpty(t, byName["scale"])
 	last := byName["scale"][len(byName["scale"])-1]
 	assert.Positive(t, last.Held)
-	assert.Positive(t, last.DBBytesPerLock)
+	// DBBytesPerLock is a measurement, not asserted: in a quick run with
+	// few locks, etcd's pages in use can even shrink (freed pages reused).
 	require.NotEmpty(t, byName["checker"])
 	assert.Contains(t, byName["checker"][0].Note, "lock linearizable")
 	assert.Contains(t, stdout.String(), "cycles/s")

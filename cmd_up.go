@@ -125,6 +125,7 @@ func (m *Main) upConfig(args []string) (sim.Config, upFlags, int) {
 		EtcdLog:        *etcdLog,
 		DataDir:        *dataDir,
 		Pace:           *pace,
+		HistoryKeep:    sim.RecentOps, // hours of `up` in flat memory: the page checks the recent past
 		Workload: sim.Workload{
 			Resources: splitList(*resources),
 			TTL:       *ttl,

@@ -3,10 +3,12 @@ package history
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // ParseError is a problem on one line of a history file. It wraps
@@ -77,4 +79,11 @@ func ReadJSONL(r io.Reader) ([]Op, error) {
 		return nil, fmt.Errorf("history: read: %w", err)
 	}
 	return ops, nil
+}
+
+// SortByCall sorts ops by call time, keeping the order of equal calls: a
+// history read back from a Recorder's Sink (written as operations end) in
+// the Recorder's own order.
+func SortByCall(ops []Op) {
+	slices.SortStableFunc(ops, func(a, b Op) int { return cmp.Compare(a.Call, b.Call) })
 }

@@ -1,6 +1,8 @@
 package history
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -81,4 +83,69 @@ func TestRecorderMonotonicClockAndConcurrency(t *testing.T) {
 			require.GreaterOrEqual(t, op.Call, ops[i-1].Call, "ops are in call order")
 		}
 	}
+}
+
+// With Keep and Sink, memory keeps only the most recent operations (never a
+// pending one) while the Sink receives every operation once: read back and
+// sorted by call, it is the whole history, the never-ended one as unknown.
+func TestRecorderKeepsRecentAndStreamsEverything(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := &fakeClock{now: start, step: time.Millisecond}
+	var sink bytes.Buffer
+	rec := NewRecorder(start)
+	rec.Now, rec.Keep, rec.Sink = clock.Now, 10, &sink
+
+	stuck := rec.Begin("client-9", OpAcquire, r1, Input{}) // pending for the whole run
+	for i := range 100 {
+		p := rec.Begin(fmt.Sprint("client-", i%3), OpRead, r1, Input{FencingToken: int64(i)})
+		p.End(OK, Output{Value: ptr(int64(i))})
+	}
+	assert.Equal(t, 101, rec.Len(), "every operation begun counts")
+	kept, first := rec.OpsFrom(0)
+	assert.Equal(t, 0, first, "the pending first operation is never dropped")
+	assert.Equal(t, "client-9", kept[0].Client)
+
+	stuck.End(Unknown, Output{Error: "lock server crashed"})
+	p := rec.Begin("client-1", OpRead, r1, Input{FencingToken: 200})
+	p.End(OK, Output{Value: ptr(int64(200))})
+	kept, first = rec.OpsFrom(0)
+	assert.LessOrEqual(t, len(kept), 11, "about Keep operations kept")
+	assert.Equal(t, 102-len(kept), first)
+	assert.Equal(t, int64(200), kept[len(kept)-1].Input.FencingToken, "the most recent are kept")
+	got, ok := rec.Op(101)
+	require.True(t, ok)
+	assert.Equal(t, kept[len(kept)-1], got)
+	_, ok = rec.Op(5)
+	assert.False(t, ok, "a dropped operation is gone from memory")
+	later, from := rec.OpsFrom(101)
+	assert.Equal(t, 101, from)
+	assert.Len(t, later, 1)
+
+	last := rec.Begin("client-2", OpWrite, r1, Input{}) // never ends
+	_ = last
+	require.NoError(t, rec.Flush())
+	all, err := ReadJSONL(&sink)
+	require.NoError(t, err)
+	SortByCall(all)
+	require.Len(t, all, 103, "nothing is lost")
+	assert.Equal(t, "client-9", all[0].Client)
+	assert.Equal(t, Outcome(Unknown), all[0].Outcome)
+	assert.Equal(t, "client-2", all[102].Client)
+	assert.Equal(t, Outcome(Unknown), all[102].Outcome, "a pending operation is flushed as unknown")
+	for i := 1; i < len(all); i++ {
+		assert.Less(t, all[i-1].Call, all[i].Call)
+	}
+}
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
+func TestRecorderReportsASinkThatFails(t *testing.T) {
+	rec := NewRecorder(time.Now())
+	rec.Sink = failingWriter{}
+	for range 1000 { // more than bufio's buffer
+		rec.Begin("client-1", OpRead, r1, Input{}).End(OK, Output{Value: ptr(int64(1))})
+	}
+	assert.ErrorContains(t, rec.Flush(), "disk full")
 }

@@ -61,14 +61,14 @@ func (w *View) checkLoop(ctx context.Context) {
 // checkNow checks the ops recorded so far (pending ones count as unknown)
 // and stores the verdict.
 func (w *View) checkNow() web.Verdict {
-	ops := w.sb.Recorder().Ops()
+	ops, ids := w.window()
 	res := history.Check(ops, history.Options{
 		Timeout: w.cfg.CheckTimeout, Explain: true, Annotations: sim.Annotations(w.sb.Events()),
 	})
 	v := web.Verdict{
 		Lock: string(res.Lock), Resource: string(res.Resource),
 		CheckedOps: len(ops), At: int64(w.sb.Elapsed()), HistoryURL: w.cfg.HistoryURL,
-		Explanations: webExplanations(res.Explanations),
+		Explanations: webExplanations(res.Explanations, ids),
 	}
 	w.check.mu.Lock()
 	w.check.verdict = v
@@ -137,17 +137,38 @@ func (w *View) HistoryHTML() ([]byte, error) {
 	return page, nil
 }
 
-// webExplanations turns the checker's explanations into the page's: the
-// history given to Check is the recorder's, in order, so an operation's
-// index there is its op id on the page.
-func webExplanations(es []history.Explanation) []web.Explanation {
+// window returns what the live checker checks: the operations the
+// recorder keeps (the whole history unless the sandbox bounds it; then its
+// most recent operations, made safe to check with history.Tail), and the
+// op id of each.
+func (w *View) window() ([]history.Op, []uint64) {
+	ops, first := w.sb.Recorder().OpsFrom(0)
+	idx := make([]int, len(ops))
+	for i := range idx {
+		idx[i] = i
+	}
+	if first > 0 {
+		ops, idx = history.Tail(ops)
+	}
+	ids := make([]uint64, len(idx))
+	for i, x := range idx {
+		ids[i] = uint64(first + x)
+	}
+	return ops, ids
+}
+
+// webExplanations turns the checker's explanations into the page's: ids[i]
+// is the op id of the i-th operation given to Check.
+func webExplanations(es []history.Explanation, ids []uint64) []web.Explanation {
 	var out []web.Explanation
 	for _, e := range es {
-		ids := make([]uint64, len(e.Index))
-		for i, idx := range e.Index {
-			ids[i] = uint64(idx)
+		var ops []uint64
+		for _, idx := range e.Index {
+			if idx >= 0 && idx < len(ids) {
+				ops = append(ops, ids[idx])
+			}
 		}
-		out = append(out, web.Explanation{Resource: e.Resource, Model: e.Model, Kind: string(e.Kind), Text: e.Text, Ops: ids})
+		out = append(out, web.Explanation{Resource: e.Resource, Model: e.Model, Kind: string(e.Kind), Text: e.Text, Ops: ops})
 	}
 	return out
 }

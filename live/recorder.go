@@ -118,7 +118,7 @@ func (r *RunRecorder) Finish(rep *run.Report) error {
 // time (the checked history was settled from etcd, so its positions are not
 // the recorder's).
 func explainedOps(es []history.Explanation, ops []web.Op) []web.Explanation {
-	out := webExplanations(es)
+	out := webExplanations(es, nil)
 	for i, e := range es {
 		out[i].Ops = nil
 		for _, op := range e.Operations {

@@ -1,6 +1,7 @@
 package live
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"os"
@@ -75,10 +76,9 @@ type View struct {
 	out fanout
 
 	// Owned by the publisher goroutine.
-	nextOp     int          // recorder index of the first op not yet published
-	pending    map[int]bool // published ops that were still pending
+	nextOp     int          // sequence number of the first op not yet published
+	pending    map[int]bool // published ops that were still pending, by sequence number
 	sentFaults map[int]web.Fault
-	tick       int
 
 	scen  scenarioRun
 	check liveCheck
@@ -184,42 +184,38 @@ func (w *View) publish() {
 	w.out.publish(f)
 }
 
-// opsEvery is how many frames pass between two reads of the recorder: the
-// recorder only hands out a copy of the whole history, so a long session
-// reads it less often to keep the cost per second flat.
-func opsEvery(n int) int { return max(1, n/20000) }
-
 // newOps returns the ops begun since the previous frame and those that were
-// pending then and have ended since. Ids are indexes in recorder order.
+// pending then and have ended since. Ids are the recorder's sequence
+// numbers; only what the recorder still keeps is read, so a frame costs the
+// same however long the session.
 func (w *View) newOps() []web.Op {
 	rec := w.sb.Recorder()
 	if rec == nil {
 		return nil
 	}
-	w.tick++
-	n := rec.Len()
-	if n == w.nextOp && len(w.pending) == 0 {
+	if rec.Len() == w.nextOp && len(w.pending) == 0 {
 		return nil
 	}
-	if w.tick%opsEvery(n) != 0 {
-		return nil
-	}
-	all := rec.Ops()
 	var out []web.Op
-	for i := range w.pending {
-		if i < len(all) && !opPending(all[i]) {
-			out = append(out, webOp(i, all[i]))
-			delete(w.pending, i)
+	for seq := range w.pending {
+		op, kept := rec.Op(seq)
+		if kept && opPending(op) {
+			continue
+		}
+		if kept {
+			out = append(out, webOp(seq, op))
+		}
+		delete(w.pending, seq)
+	}
+	ops, first := rec.OpsFrom(w.nextOp)
+	for i, op := range ops {
+		out = append(out, webOp(first+i, op))
+		if opPending(op) {
+			w.pending[first+i] = true
 		}
 	}
-	for i := w.nextOp; i < len(all); i++ {
-		out = append(out, webOp(i, all[i]))
-		if opPending(all[i]) {
-			w.pending[i] = true
-		}
-	}
-	w.nextOp = len(all)
-	slices.SortFunc(out, func(a, b web.Op) int { return int(a.ID) - int(b.ID) })
+	w.nextOp = first + len(ops)
+	slices.SortFunc(out, func(a, b web.Op) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 

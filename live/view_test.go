@@ -456,3 +456,26 @@ func TestLiveCheckerExplainsAViolation(t *testing.T) {
 		}
 	}
 }
+
+// TestLongSessionKeepsARecentWindow: with the recorder bounded, a session
+// that records many more operations than it keeps still publishes every op
+// with an increasing id, and the live checker checks the recent window
+// without a false alarm (releases of locks taken before the window).
+func TestLongSessionKeepsARecentWindow(t *testing.T) {
+	sb, w, _ := startWeb(t, sim.Config{HistoryKeep: 60}, Config{CheckEvery: 200 * time.Millisecond})
+	require.Eventually(t, func() bool { return sb.Recorder().Len() > 400 }, 60*time.Second, 50*time.Millisecond)
+	kept, first := sb.Recorder().OpsFrom(0)
+	assert.LessOrEqual(t, len(kept), 60+6+3, "about HistoryKeep operations in memory (3 clients may each have one pending)")
+	assert.Positive(t, first, "older operations were dropped")
+	require.Eventually(t, func() bool {
+		v := w.Frame().Verdict
+		return v.CheckedOps > 0 && v.CheckedOps <= len(kept)+10 && v.At > int64(time.Second)
+	}, 10*time.Second, 50*time.Millisecond, "the live checker checks the window")
+	v := w.Frame().Verdict
+	assert.Equal(t, "linearizable", v.Lock, "no false alarm from a window that begins mid-hold")
+	assert.Equal(t, "linearizable", v.Resource)
+	require.Eventually(t, func() bool {
+		ops := w.Frame().Ops
+		return len(ops) > 0 && ops[len(ops)-1].ID > 400
+	}, 10*time.Second, 50*time.Millisecond, "op ids are sequence numbers, not positions in the window")
+}

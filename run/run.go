@@ -89,6 +89,11 @@ func Config(sc *scenarios.Scenario, eff scenarios.Effective, seed int64) sim.Con
 		Auth:        sc.LockServers.Auth,
 		Unfenced:    !eff.Fencing,
 		Seed:        seed,
+		// Memory stays flat however long the run: the recorder keeps the
+		// recent operations for the live view and streams all of them to
+		// disk for the final check.
+		HistoryKeep:   sim.RecentOps,
+		StreamHistory: true,
 		Workload: sim.Workload{
 			Resources: sc.Workload.Resources,
 			TTL:       sc.Lock.TTL,
@@ -145,7 +150,11 @@ func variant(ctx context.Context, sc *scenarios.Scenario, variant string, seed i
 		progress("final: no heal requested; faults were undone to stop the run")
 	}
 	elapsed := sb.Elapsed()
-	ops, resolved, err := settle(ctx, sb, sc)
+	ops, err := sb.History()
+	if err != nil {
+		return nil, err // the recorded history cannot be read back: nothing to check
+	}
+	ops, resolved, err := settle(ctx, sb, ops)
 	if err != nil {
 		progress("could not read etcd's history to resolve unknown outcomes: %v", err)
 	}
@@ -211,8 +220,7 @@ wait:
 // settle returns the recorded history with the unknown outcomes settled from
 // what etcd recorded (history.Resolve), and how many it settled. If etcd's
 // record cannot be read, the history is returned as recorded, with the error.
-func settle(ctx context.Context, sb *sim.Sandbox, sc *scenarios.Scenario) ([]history.Op, int, error) {
-	ops := sb.Recorder().Ops()
+func settle(ctx context.Context, sb *sim.Sandbox, ops []history.Op) ([]history.Op, int, error) {
 	if slices.ContainsFunc(ops, func(op history.Op) bool { return op.Outcome == history.Unknown }) {
 		// A request a client gave up on may still be inside a lock server;
 		// every etcd call there ends within EtcdTimeout. Let them settle

@@ -72,11 +72,23 @@ type Config struct {
 	Unfenced bool
 	// Seed fixes the workload's random choices. Default 1.
 	Seed int64
+	// HistoryKeep bounds the operations the recorder keeps in memory to
+	// about the most recent HistoryKeep (0 = all): a long session's memory
+	// stays flat. The live view and its checker see what is kept.
+	HistoryKeep int
+	// StreamHistory streams every operation to a file as it ends, so that
+	// History returns the whole history even with HistoryKeep set.
+	StreamHistory bool
 	// Pace is PaceFast (default) or PaceClassroom: slow Raft timing (100 ms
 	// ticks, 1 s elections), and a workload of at least a 10 s TTL, a 5 s
 	// wait, a 2 s hold and a 1 s think, so that a room can follow each step.
 	Pace string
 }
+
+// RecentOps is how many recent operations a long session keeps in memory
+// (Config.HistoryKeep of `locksim up` and of `locksim run`): at the
+// sandbox's pace, minutes of history for the live view and its checker.
+const RecentOps = 20000
 
 // Paces.
 const (
@@ -195,6 +207,8 @@ func (c *Config) validate() error {
 		return bad("policy must be round-robin or least-connections, got %q", c.Policy)
 	case c.Unsafe != "" && c.Unsafe != scenarios.UnsafeCheckThenSet:
 		return bad("unsafe mode must be check-then-set, got %q", c.Unsafe)
+	case c.HistoryKeep < 0:
+		return bad("history keep must not be negative, got %d", c.HistoryKeep)
 	case c.Pace != PaceFast && c.Pace != PaceClassroom:
 		return bad("pace must be fast or classroom, got %q", c.Pace)
 	case c.Workload.TTL <= 0 || c.Workload.TTL > time.Hour:

@@ -6,11 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -49,6 +51,7 @@ type Sandbox struct {
 	rec      *history.Recorder
 	observer *Observer
 	faults   *faults.Injector
+	stream   *os.File // the recorder's Sink with StreamHistory
 
 	mu       sync.Mutex
 	closed   bool
@@ -108,12 +111,21 @@ func (sb *Sandbox) Config() Config { return sb.cfg }
 func (sb *Sandbox) Start(ctx context.Context) (err error) {
 	sb.start = time.Now()
 	sb.rec = history.NewRecorder(sb.start)
+	sb.rec.Keep = sb.cfg.HistoryKeep
 	sb.faults = &faults.Injector{Env: sb, Start: sb.start}
 	defer func() {
 		if err != nil {
 			_ = sb.Close()
 		}
 	}()
+	if sb.cfg.StreamHistory {
+		f, err := os.CreateTemp("", "locksim-history-*.jsonl")
+		if err != nil {
+			return fmt.Errorf("sim: history stream: %w", err)
+		}
+		sb.stream = f
+		sb.rec.Sink = f
+	}
 	if len(sb.cfg.ExternalEtcd) == 0 {
 		c, err := cluster.New(cluster.Config{
 			Members:       sb.cfg.Members,
@@ -260,7 +272,33 @@ func (sb *Sandbox) Close() error {
 	if sb.cluster != nil {
 		errs = append(errs, sb.cluster.Close())
 	}
+	if sb.stream != nil {
+		errs = append(errs, sb.stream.Close(), os.Remove(sb.stream.Name()))
+	}
 	return errors.Join(errs...)
+}
+
+// History returns every operation recorded so far, in call order; an
+// operation still pending is unknown. With StreamHistory it ends the history
+// first (later operations are not streamed) and reads it back from its
+// file; otherwise it is what the recorder keeps. Call it when the workload
+// has stopped.
+func (sb *Sandbox) History() ([]history.Op, error) {
+	if sb.stream == nil {
+		return sb.rec.Ops(), nil
+	}
+	if err := sb.rec.Flush(); err != nil {
+		return nil, err
+	}
+	if _, err := sb.stream.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("sim: history stream: %w", err)
+	}
+	ops, err := history.ReadJSONL(sb.stream)
+	if err != nil {
+		return nil, fmt.Errorf("sim: history stream: %w", err)
+	}
+	history.SortByCall(ops)
+	return ops, nil
 }
 
 // Addresses lists where every component listens.

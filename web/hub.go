@@ -33,11 +33,13 @@ type hub struct {
 	interval  time.Duration
 	bufSize   int
 	maxFrames int
+	maxBytes  int
 	now       func() time.Time
 
 	mu      sync.Mutex
 	viewers map[*viewer]struct{}
-	log     [][]byte // every frame recorded, JSON, oldest first (capped at maxFrames)
+	log     [][]byte // every frame recorded, JSON, oldest first (capped at maxFrames and maxBytes)
+	logSize int      // bytes in log
 	logSeq  uint64   // seq of the newest recorded frame
 	replay  *Frame   // the final state of a replayed run, when there is no source
 	lastT   int64    // sandbox time of the newest frame
@@ -47,22 +49,24 @@ type hub struct {
 	sent    atomic.Uint64
 }
 
-func newHub(src Source, interval time.Duration, bufSize, maxFrames int, now func() time.Time) *hub {
+func newHub(src Source, interval time.Duration, bufSize, maxFrames, maxBytes int, now func() time.Time) *hub {
 	return &hub{
 		src:       src,
 		interval:  interval,
 		bufSize:   bufSize,
 		maxFrames: maxFrames,
+		maxBytes:  maxBytes,
 		now:       now,
 		viewers:   map[*viewer]struct{}{},
 	}
 }
 
-// load records frames of a finished run (before Start).
+// load records frames of a finished run (before Start), all of them: a
+// finished run's file is its whole past, not a session that goes on.
 func (h *hub) load(frames []Frame) error {
 	var final Frame
 	for i, f := range frames {
-		if err := h.record(f); err != nil {
+		if err := h.recordFrame(f, false); err != nil {
 			return err
 		}
 		if i == 0 {
@@ -77,9 +81,12 @@ func (h *hub) load(frames []Frame) error {
 	return nil
 }
 
-// record appends f to the replay log. Frames older than the newest recorded
-// one are skipped (the snapshot already holds them).
-func (h *hub) record(f Frame) error {
+// record appends f to the replay log, trimming the oldest frames beyond the
+// caps. Frames older than the newest recorded one are skipped (the snapshot
+// already holds them).
+func (h *hub) record(f Frame) error { return h.recordFrame(f, true) }
+
+func (h *hub) recordFrame(f Frame, trim bool) error {
 	data, err := json.Marshal(f)
 	if err != nil {
 		return err
@@ -92,9 +99,13 @@ func (h *hub) record(f Frame) error {
 	h.logSeq = f.Seq
 	h.lastT, h.lastAt = f.T, h.now()
 	h.log = append(h.log, data)
-	if over := len(h.log) - h.maxFrames; over > 0 {
+	h.logSize += len(data)
+	if trim && (len(h.log) > h.maxFrames || h.logSize > h.maxBytes) {
 		// Trim a tenth at a time so that trimming is amortised.
-		n := max(over, h.maxFrames/10)
+		n := max(len(h.log)-h.maxFrames, len(h.log)/10, 1)
+		for _, d := range h.log[:n] {
+			h.logSize -= len(d)
+		}
 		h.log = append([][]byte(nil), h.log[n:]...)
 	}
 	return nil

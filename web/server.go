@@ -43,9 +43,14 @@ type Config struct {
 	// WriteTimeout is how long one websocket write may take before the
 	// viewer is dropped as slow. Default 2s.
 	WriteTimeout time.Duration
-	// MaxFrames caps the frames kept for GET /api/frames (oldest go first).
-	// Default 12000 (20 minutes at 10 frames a second).
+	// MaxFrames caps the frames kept for GET /api/frames, the scrub
+	// slider's past (oldest go first). Default 12000 (20 minutes at 10
+	// frames a second).
 	MaxFrames int
+	// MaxFrameBytes caps the same frames by their size, so that a long,
+	// busy session stays in flat memory. Default 16 MiB: about 20 minutes of
+	// `make run`, 2 minutes of a busy sandbox (80 acquires a second).
+	MaxFrameBytes int
 	// Scenarios lists the catalogue for the picker. Default: none.
 	Scenarios func() []ScenarioInfo
 	// HistoryHTML renders porcupine's view of the history so far. Default:
@@ -83,6 +88,9 @@ func (c *Config) fill() {
 	if c.MaxFrames <= 0 {
 		c.MaxFrames = 12000
 	}
+	if c.MaxFrameBytes <= 0 {
+		c.MaxFrameBytes = 16 << 20
+	}
 	if c.ExportName == "" {
 		c.ExportName = "recorded"
 	}
@@ -118,7 +126,7 @@ func New(cfg Config, src Source, ctl Controller) (*Server, error) {
 		return nil, errors.New("web: need a source or a run directory")
 	}
 	s := &Server{cfg: cfg, src: src, ctl: ctl}
-	s.hub = newHub(src, cfg.SendInterval, cfg.ViewerBuffer, cfg.MaxFrames, cfg.Now)
+	s.hub = newHub(src, cfg.SendInterval, cfg.ViewerBuffer, cfg.MaxFrames, cfg.MaxFrameBytes, cfg.Now)
 	if cfg.RunDir != "" {
 		f, err := os.Open(filepath.Join(cfg.RunDir, "frames.jsonl"))
 		if err != nil {

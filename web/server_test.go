@@ -445,3 +445,23 @@ func TestCloseIsIdempotentAndLeavesNothingBehind(t *testing.T) {
 	assert.Error(t, err, "the viewer is disconnected")
 	http.DefaultClient.CloseIdleConnections()
 }
+
+// The frames kept for the scrub slider are bounded by their size: a long,
+// busy session keeps its most recent frames in flat memory.
+func TestRecordedFramesAreBoundedBySize(t *testing.T) {
+	h := newHub(nil, time.Millisecond, 1, 1000, 10_000, time.Now)
+	big := strings.Repeat("x", 900)
+	for i := 1; i <= 200; i++ {
+		require.NoError(t, h.record(Frame{Seq: uint64(i), Pace: big}))
+	}
+	frames := h.frames()
+	size := 0
+	for _, f := range frames {
+		size += len(f)
+	}
+	assert.LessOrEqual(t, size, 10_000)
+	assert.Greater(t, size, 5_000, "trimmed a tenth at a time, not emptied")
+	var last Frame
+	require.NoError(t, json.Unmarshal(frames[len(frames)-1], &last))
+	assert.Equal(t, uint64(200), last.Seq, "the most recent frames are kept")
+}
