@@ -69,6 +69,11 @@ func (s *Server) backoff(ctx context.Context, deadline time.Time) error {
 	if d <= 0 {
 		return nil
 	}
+	return s.backoffFor(ctx, d)
+}
+
+// backoffFor waits d unless ctx ends first.
+func (s *Server) backoffFor(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -68,15 +68,3 @@ func (s *Server) acquireUnsafe(ctx context.Context, req acquireRequest, l *lease
 		return grant{Token: tok, Fencing: presp.Header.Revision, ExpiresAt: l.since.Add(l.ttl), TTL: l.ttl}, nil
 	}
 }
-
-// backoffFor waits d unless ctx ends first.
-func (s *Server) backoffFor(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
-	}
-}
