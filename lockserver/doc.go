@@ -59,6 +59,14 @@
 // effect, 504 outcome_unknown when a write did not answer within
 // Config.EtcdTimeout and may or may not have taken effect.
 //
+// An Observer watches the lock records and release receipts in etcd with a
+// client of its own (NewObserver): who holds each lock in etcd now (Held),
+// every grant etcd recorded (Grants), every release receipt (Released) and
+// every end of a grant (Ended). The sandbox shows the first and settles
+// requests whose outcome a client could not learn from the others. The key
+// layout both sides use is the constants LockPrefix, InfoPrefix,
+// WaiterPrefix and ReleasedPrefix.
+//
 // Config.Unsafe = UnsafeCheckThenSet swaps acquire for a broken
 // read-then-write (a negative control the checker must catch).
 //
@@ -84,7 +92,7 @@
 //
 // # Concurrency
 //
-// Server and Client are safe for concurrent use. Close is idempotent and
+// Server, Client and Observer are safe for concurrent use. Close is idempotent and
 // returns once every handler and background cleanup has returned; it is
 // prompt even while the server is paused.
 package lockserver

@@ -5,10 +5,18 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
 
 	"github.com/locksim/locksim/history"
 	"github.com/locksim/locksim/lockserver"
 )
+
+// etcdRecord is what etcd recorded of the locks (a *lockserver.Observer).
+type etcdRecord interface {
+	Grants() []lockserver.RecordedGrant
+	Ended(rev int64) (time.Duration, bool)
+	Released(hash string) (time.Duration, bool)
+}
 
 // resolveUnknownAcquires settles acquires whose outcome the client could not
 // learn (a lock server crashed mid-request, etcd did not answer in time),
@@ -22,16 +30,16 @@ import (
 // neighbouring successful acquires: that acquire becomes "ok" with the grant's
 // fencing token, returning when the observer saw the grant. An unknown acquire
 // for which etcd recorded no grant had no effect and becomes "fail". The
-// observer must have caught up with etcd first (observer.Sync).
+// observer must have caught up with etcd first (Observer.Sync).
 //
 // A release whose outcome is unknown is settled by the release receipt the
 // lock server writes in the same txn that deletes the lock: with a receipt
 // for its token it took effect ("ok", returning when the observer saw the
 // receipt), without one it did not ("fail" with code resolved_not_applied,
 // which claims nothing about who holds the lock). Renewals stay unknown.
-func (sb *Sandbox) resolveUnknownAcquires(ops []history.Op) ([]history.Op, int) {
-	grants := sb.observer.Grants()
-	byOwner := map[string][]grantRec{}
+func (sb *Sandbox) resolveUnknownAcquires(rec etcdRecord, ops []history.Op) ([]history.Op, int) {
+	grants := rec.Grants()
+	byOwner := map[string][]lockserver.RecordedGrant{}
 	for _, g := range grants {
 		byOwner[g.Owner] = append(byOwner[g.Owner], g)
 	}
@@ -52,7 +60,7 @@ func (sb *Sandbox) resolveUnknownAcquires(ops []history.Op) ([]history.Op, int) 
 				claimed[ops[i].Output.FencingToken] = true
 			}
 		}
-		var free []grantRec
+		var free []lockserver.RecordedGrant
 		for _, g := range byOwner[client] {
 			if !claimed[g.Revision] {
 				free = append(free, g)
@@ -113,7 +121,7 @@ func (sb *Sandbox) resolveUnknownAcquires(ops []history.Op) ([]history.Op, int) 
 			// that end as a release of the grant, bounded by when the
 			// observer saw the deletion, so the checker knows the lock was
 			// free again from then on.
-			if end, ok := sb.observer.Ended(g.Revision); ok {
+			if end, ok := rec.Ended(g.Revision); ok {
 				tok := fmt.Sprintf("resolved-grant-%d", g.Revision)
 				op.Output.LockToken = tok
 				endRet := max(int64(end), ret)
@@ -130,7 +138,7 @@ func (sb *Sandbox) resolveUnknownAcquires(ops []history.Op) ([]history.Op, int) 
 		if op.Op != "release" || op.Outcome != history.Unknown {
 			continue
 		}
-		if at, ok := sb.observer.Released(lockserver.HashToken(op.Input.LockToken)); ok {
+		if at, ok := rec.Released(lockserver.HashToken(op.Input.LockToken)); ok {
 			ret := max(int64(at), op.Call)
 			op.Outcome, op.Return = history.OK, &ret
 			op.Output.Error = "outcome resolved from etcd: released"

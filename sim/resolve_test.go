@@ -16,16 +16,15 @@ import (
 // is none; unknown releases succeed when etcd holds their release receipt,
 // else fail claiming nothing.
 func TestResolveUnknownFromEtcd(t *testing.T) {
-	o := &observer{
-		held: map[string]heldLock{},
-		grants: []grantRec{
+	rec := fakeRecord{
+		grants: []lockserver.RecordedGrant{
 			{Owner: "client-1", Resource: "r", Revision: 10, TTL: 2 * time.Second, Seen: 150},
 			{Owner: "client-1", Resource: "r", Revision: 20, TTL: 2 * time.Second, Seen: 450},
 		},
 		released: map[string]time.Duration{lockserver.HashToken("tok-20"): 9999},
 		ended:    map[int64]time.Duration{10: 250},
 	}
-	sb := &Sandbox{observer: o, start: time.Now()}
+	sb := &Sandbox{start: time.Now()}
 	unknown := history.Outcome(history.Unknown)
 	ops := []history.Op{
 		// etcd granted rev 10 to this acquire, then deleted it (the lock
@@ -40,7 +39,7 @@ func TestResolveUnknownFromEtcd(t *testing.T) {
 		// an acquire etcd recorded no grant for
 		{Client: "client-1", Op: "acquire", Resource: "r", Call: 700, Outcome: unknown},
 	}
-	got, n := sb.resolveUnknownAcquires(ops)
+	got, n := sb.resolveUnknownAcquires(rec, ops)
 	assert.Equal(t, 4, n)
 	require.Len(t, got, 6, "one release synthesized for the grant nobody learned the token of")
 	assert.Equal(t, history.OK, got[0].Outcome)
@@ -55,4 +54,23 @@ func TestResolveUnknownFromEtcd(t *testing.T) {
 	assert.Equal(t, history.Fail, got[4].Outcome)
 	assert.Equal(t, history.ResolveCode, got[4].Output.Code, "a resolved failure claims nothing about the holder")
 	assert.Equal(t, history.Fail, got[5].Outcome, "no grant recorded: the acquire had no effect")
+}
+
+// fakeRecord is a fixed etcdRecord.
+type fakeRecord struct {
+	grants   []lockserver.RecordedGrant
+	released map[string]time.Duration
+	ended    map[int64]time.Duration
+}
+
+func (f fakeRecord) Grants() []lockserver.RecordedGrant { return f.grants }
+
+func (f fakeRecord) Ended(rev int64) (time.Duration, bool) {
+	at, ok := f.ended[rev]
+	return at, ok
+}
+
+func (f fakeRecord) Released(hash string) (time.Duration, bool) {
+	at, ok := f.released[hash]
+	return at, ok
 }

@@ -288,7 +288,7 @@ wait:
 	scancel()
 	resolved := 0
 	if serr == nil {
-		ops, resolved = sb.resolveUnknownAcquires(ops)
+		ops, resolved = sb.resolveUnknownAcquires(sb.observer, ops)
 	} else {
 		progress("could not read etcd's history to resolve unknown outcomes: %v", serr)
 	}

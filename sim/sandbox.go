@@ -42,7 +42,7 @@ type Sandbox struct {
 	net      *faults.Network
 	resource *Resource
 	rec      *history.Recorder
-	observer *observer
+	observer *lockserver.Observer
 
 	mu        sync.Mutex
 	closed    bool
@@ -143,7 +143,7 @@ func (sb *Sandbox) Start(ctx context.Context) (err error) {
 	if err := sb.startBalancer(ctx); err != nil {
 		return err
 	}
-	obs, err := newObserver(ctx, sb.etcdURLs, sb.now)
+	obs, err := lockserver.NewObserver(ctx, sb.etcdURLs, sb.now)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/locksim/locksim/cluster"
 	"github.com/locksim/locksim/faults"
 	"github.com/locksim/locksim/history"
+	"github.com/locksim/locksim/lockserver"
 	"github.com/locksim/locksim/web"
 )
 
@@ -127,7 +128,7 @@ func cutNodes(links []web.Link) map[string]bool {
 // buildLocks shows every lock of the given resources (and any other held in
 // etcd): who holds it in etcd with the TTL left, next to who believes they
 // hold it and who waits for it (clients acquiring it).
-func buildLocks(resources []string, held map[string]heldLock, clients []ClientState, now time.Duration) []web.Lock {
+func buildLocks(resources []string, held map[string]lockserver.HeldLock, clients []ClientState, now time.Duration) []web.Lock {
 	names := slices.Clone(resources)
 	for r := range held {
 		names = append(names, r)

@@ -11,6 +11,7 @@ import (
 	"github.com/locksim/locksim/cluster"
 	"github.com/locksim/locksim/faults"
 	"github.com/locksim/locksim/history"
+	"github.com/locksim/locksim/lockserver"
 	"github.com/locksim/locksim/web"
 )
 
@@ -40,7 +41,7 @@ func TestWebOpOutcomes(t *testing.T) {
 }
 
 func TestBuildLocksShowsHolderBelieversAndWaiters(t *testing.T) {
-	held := map[string]heldLock{"a": {Owner: "client-1", FencingToken: 10, Since: time.Second, TTL: 2 * time.Second}}
+	held := map[string]lockserver.HeldLock{"a": {Owner: "client-1", FencingToken: 10, Since: time.Second, TTL: 2 * time.Second}}
 	clients := []ClientState{
 		{Name: "client-1", Resource: "a", Believes: true, Phase: PhaseAfterRead},
 		{Name: "client-2", Resource: "a", Believes: true, Phase: PhaseBeforeWrite}, // a stale believer

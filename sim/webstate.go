@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/locksim/locksim/faults"
+	"github.com/locksim/locksim/lockserver"
 	"github.com/locksim/locksim/web"
 )
 
@@ -317,7 +318,7 @@ func (w *Web) state() web.Frame {
 			OK: c.OK, Fail: c.Fail, Unknown: c.Unknown,
 		})
 	}
-	var held map[string]heldLock
+	var held map[string]lockserver.HeldLock
 	if sb.observer != nil {
 		held = sb.observer.Held()
 	}
