@@ -58,7 +58,7 @@ func (s *Server) tryGrant(ctx context.Context, req acquireRequest, l lease, w *w
 // grant also deletes its key. els runs when the grant fails; resp is the
 // txn's answer then.
 func (s *Server) grantTxn(ctx context.Context, req acquireRequest, l lease, w *waiter, els []clientv3.Op) (grant, bool, *clientv3.TxnResponse, error) {
-	tok, err := newToken(l.id)
+	tok, err := newToken()
 	if err != nil {
 		return grant{}, false, nil, fmt.Errorf("lockserver: token: %w", err)
 	}
@@ -102,63 +102,48 @@ func (s *Server) grantTxn(ctx context.Context, req acquireRequest, l lease, w *w
 // acquireSafe tries once without jumping the queue; when timeout > 0 the
 // same txn queues the acquire if the lock is taken, and it waits its turn.
 //
-// A waiter key lives under the acquire's own lease l (the lease the lock
-// will have), which the server keeps alive while it waits: a crashed or
-// frozen server's waiters leave the queue when l expires. Before l may go
-// back to the pool (lock_busy), its waiter key is deleted; if that fails, l
-// is revoked instead, so a pooled lease never carries a waiter key.
+// A waiter key lives on a waiter lease of its own whose TTL is the time
+// left until the acquire's deadline (see newWaiter), not on the lease the
+// lock will have: a crashed or frozen server's waiter leaves the queue soon
+// after its timeout, whatever the lock's TTL. l, the lock's lease, carries
+// nothing while the acquire waits.
 func (s *Server) acquireSafe(ctx context.Context, req acquireRequest, l *lease, deadline time.Time) (grant, error) {
-	queue := req.Timeout > 0
-	g, ok, w, err := s.arrive(ctx, req, *l, queue)
-	if err != nil || ok {
+	if req.Timeout <= 0 {
+		g, ok, err := s.arrive(ctx, req, *l, nil)
+		if err == nil && !ok {
+			err = ErrBusy
+		}
 		return g, err
 	}
-	if !queue {
-		return grant{}, ErrBusy
+	w, err := s.newWaiter(ctx, req, deadline)
+	if err != nil {
+		return grant{}, err
+	}
+	g, ok, err := s.arrive(ctx, req, *l, &w)
+	switch {
+	case err != nil:
+		s.revoke(w.lease.id) // its key may have been written
+		return grant{}, err
+	case ok:
+		s.keepLease(w.lease.id, w.lease.ttl) // granted: no key was written
+		return g, nil
 	}
 	s.stats.waiters.Add(1)
 	defer s.stats.waiters.Add(-1)
-	for {
-		g, err := s.waitTurn(ctx, req, l, w, deadline)
-		switch {
-		case err == nil:
-			return g, nil // the grant txn deleted the waiter key
-		case errors.Is(err, ErrBusy):
-			if !s.leave(w) {
-				s.revokeNow(l.id) // the waiter key must not outlive the answer
-				l.id = 0          // nothing left to keep or revoke
-			}
-			return grant{}, err
-		case !errors.Is(err, errWaiterLost):
-			return grant{}, err // acquire revokes l, which removes the waiter key
-		}
-		// The waiter key is gone with an expired lease: queue again.
-		if !s.cfg.Now().Before(deadline) {
-			return grant{}, ErrBusy
-		}
-		if err := s.refreshLease(ctx, l); err != nil {
-			return grant{}, err
-		}
-		if w, err = s.register(ctx, req, *l); err != nil {
-			return grant{}, err
-		}
-	}
+	return s.wait(ctx, req, l, w, deadline)
 }
 
 // arrive is the first grant attempt: one txn that writes the lock if it is
-// absent and nobody is queued, and otherwise (queue) appends a waiter key
-// under l in the same txn. ok reports the grant; w is the waiter otherwise.
-func (s *Server) arrive(ctx context.Context, req acquireRequest, l lease, queue bool) (g grant, ok bool, w waiter, err error) {
-	var key string
+// absent and nobody is queued, and otherwise (w != nil) appends w's key in
+// the same txn and sets w's place in the queue. ok reports the grant.
+func (s *Server) arrive(ctx context.Context, req acquireRequest, l lease, w *waiter) (g grant, ok bool, err error) {
 	var els []clientv3.Op
-	if queue {
-		key = waiterKey(req.ResourceID, l.id)
-		els = queueOps(key, req.ClientID, l.id)
+	if w != nil {
+		els = queueOps(*w, req.ClientID)
 	}
 	g, ok, resp, err := s.grantTxn(ctx, req, l, nil, els)
-	if err != nil || ok || !queue {
-		return g, ok, waiter{}, err
+	if err != nil || ok || w == nil {
+		return g, ok, err
 	}
-	w, err = queued(key, resp)
-	return grant{}, false, w, err
+	return grant{}, false, queued(w, resp)
 }

@@ -25,6 +25,13 @@ func (s *Server) etcdCtx(ctx context.Context) (context.Context, context.CancelFu
 	return context.WithTimeout(clientv3.WithRequireLeader(ctx), s.cfg.EtcdTimeout)
 }
 
+// cleanupCtx is etcdCtx for a clean-up that outlives its request (leaving
+// the queue, revoking a lease): derived from the server's context, which
+// Close cancels.
+func (s *Server) cleanupCtx() (context.Context, context.CancelFunc) {
+	return s.etcdCtx(s.ctx)
+}
+
 // notApplied reports whether err proves that etcd did not apply a request.
 func notApplied(err error) bool {
 	if errors.Is(err, rpctypes.ErrNoLeader) || errors.Is(err, rpctypes.ErrTooManyRequests) ||

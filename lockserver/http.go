@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// routes builds the HTTP API (SPEC §4). Routing is by hand so that 404 and
+// routes builds the HTTP API. Routing is by hand so that 404 and
 // 405 answers are JSON like every other error.
 func (s *Server) routes() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

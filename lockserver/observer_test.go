@@ -9,8 +9,9 @@ import (
 )
 
 // TestObserverSeesGrantsReleasesAndExpiries: the Observer learns the locks
-// held before it started, every grant after, releases (by their receipts)
-// and ends (release or lease expiry), as etcd recorded them.
+// held before it started, every grant after (a renew is not a grant),
+// releases (by their receipts) and ends (release or lease expiry), as etcd
+// recorded them.
 func TestObserverSeesGrantsReleasesAndExpiries(t *testing.T) {
 	te := startEtcd(t)
 	_, c := startServer(t, te, nil)
@@ -34,6 +35,17 @@ func TestObserverSeesGrantsReleasesAndExpiries(t *testing.T) {
 	assert.Equal(t, 30*time.Second, h.TTL)
 	lease, _ := lockLease(t, te, "a")
 	assert.EqualValues(t, lease, h.Lease)
+
+	// A renew moves the lock to another lease: the same grant, not a new one.
+	_, err = c.Renew(ctx, "a", g.LockToken, 40*time.Second)
+	require.NoError(t, err)
+	require.NoError(t, o.Sync(ctx))
+	h = o.Held()["a"]
+	assert.Equal(t, g.FencingToken, h.FencingToken, "a renew keeps the fencing token")
+	assert.Equal(t, 40*time.Second, h.TTL)
+	moved, _ := lockLease(t, te, "a")
+	assert.NotEqual(t, lease, moved)
+	assert.EqualValues(t, moved, h.Lease)
 
 	require.NoError(t, c.Release(ctx, "a", g.LockToken))
 	require.NoError(t, o.Sync(ctx))

@@ -7,58 +7,107 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// waiter is a queued blocking acquire: its key (under the acquire's lease)
-// and the key's CreateRevision (its place in the queue).
+// waiter is a queued blocking acquire: its key, the key's lease, and the
+// key's CreateRevision (its place in the queue; 0 until it is written).
 type waiter struct {
-	key string
-	rev int64
+	key   string
+	lease lease
+	rev   int64
 }
 
-// errWaiterLost: the waiter key vanished (its lease expired); re-register.
+// errWaiterLost: the waiter key vanished; re-register.
 var errWaiterLost = errors.New("lockserver: waiter key lost")
 
-// register appends a waiter key under l (re-queueing after the key was lost).
-func (s *Server) register(ctx context.Context, req acquireRequest, l lease) (waiter, error) {
-	key := waiterKey(req.ResourceID, l.id)
-	if err := s.pausePoint(ctx); err != nil {
+// newWaiter takes the lease for a waiter key of an acquire that waits until
+// deadline, and names the key. The lease's TTL is the time left, rounded up
+// to whole seconds (at least etcd's minimum): it outlives the wait (etcd
+// never expires a lease early), so nothing keeps it alive, and a waiter
+// whose server crashed or froze leaves the queue at most that rounding (or
+// etcd's minimum TTL) after its deadline.
+func (s *Server) newWaiter(ctx context.Context, req acquireRequest, deadline time.Time) (waiter, error) {
+	wl, err := s.takeLease(ctx, max(deadline.Sub(s.cfg.Now()), time.Millisecond))
+	if err != nil {
 		return waiter{}, err
+	}
+	return waiter{key: waiterKey(req.ResourceID, wl.id), lease: wl}, nil
+}
+
+// wait waits for w's turn until the deadline, then gives w's lease back:
+// to the pool once w's key is known to be gone, else revoked.
+func (s *Server) wait(ctx context.Context, req acquireRequest, l *lease, w waiter, deadline time.Time) (grant, error) {
+	for {
+		g, err := s.waitTurn(ctx, req, l, w, deadline)
+		switch {
+		case err == nil:
+			s.keepLease(w.lease.id, w.lease.ttl) // the grant txn deleted w's key
+			return g, nil
+		case errors.Is(err, ErrBusy):
+			if s.leave(w) {
+				s.keepLease(w.lease.id, w.lease.ttl)
+			} else {
+				s.revokeNow(w.lease.id) // the waiter key must not outlive the answer
+			}
+			return grant{}, err
+		case !errors.Is(err, errWaiterLost):
+			s.revoke(w.lease.id) // w's key goes with it (or expires by the deadline)
+			return grant{}, err
+		}
+		// w's key is gone: queue again, on a fresh waiter lease.
+		s.revoke(w.lease.id)
+		if !s.cfg.Now().Before(deadline) {
+			return grant{}, ErrBusy
+		}
+		if w, err = s.newWaiter(ctx, req, deadline); err != nil {
+			return grant{}, err
+		}
+		if err := s.register(ctx, req, &w); err != nil {
+			s.revoke(w.lease.id)
+			return grant{}, err
+		}
+	}
+}
+
+// register appends w's key to the queue (re-queueing after a key was lost).
+func (s *Server) register(ctx context.Context, req acquireRequest, w *waiter) error {
+	if err := s.pausePoint(ctx); err != nil {
+		return err
 	}
 	cctx, cancel := s.etcdCtx(ctx)
 	defer cancel()
-	resp, err := s.kv().Txn(cctx).Then(queueOps(key, req.ClientID, l.id)...).Commit()
+	resp, err := s.kv().Txn(cctx).Then(queueOps(*w, req.ClientID)...).Commit()
 	if err != nil {
-		return waiter{}, s.writeErr(err, "register waiter") // acquire revokes l
+		return s.writeErr(err, "register waiter")
 	}
-	return queued(key, resp)
+	return queued(w, resp)
 }
 
-// queueOps writes a waiter key under lease and reads it back: its
+// queueOps writes w's key on w's lease and reads it back: its
 // CreateRevision is the waiter's place in the queue.
-func queueOps(key, clientID string, lease clientv3.LeaseID) []clientv3.Op {
+func queueOps(w waiter, clientID string) []clientv3.Op {
 	return []clientv3.Op{
-		clientv3.OpPut(key, clientID, clientv3.WithLease(lease)),
-		clientv3.OpGet(key, clientv3.WithKeysOnly()),
+		clientv3.OpPut(w.key, clientID, clientv3.WithLease(w.lease.id)),
+		clientv3.OpGet(w.key, clientv3.WithKeysOnly()),
 	}
 }
 
-// queued is the waiter that queueOps wrote, from the answer of the txn
-// whose (else) branch ran them.
-func queued(key string, resp *clientv3.TxnResponse) (waiter, error) {
+// queued sets w's place in the queue from the answer of the txn whose
+// (else) branch ran queueOps.
+func queued(w *waiter, resp *clientv3.TxnResponse) error {
 	kvs := resp.Responses[1].GetResponseRange().GetKvs()
 	if len(kvs) != 1 {
-		return waiter{}, fmt.Errorf("%w: waiter key missing after its put", ErrOutcomeUnknown)
+		return fmt.Errorf("%w: waiter key missing after its put", ErrOutcomeUnknown)
 	}
-	return waiter{key: key, rev: kvs[0].CreateRevision}, nil
+	w.rev = kvs[0].CreateRevision
+	return nil
 }
 
 // leave deletes w's waiter key; it reports whether etcd confirmed that the
 // key is gone.
 func (s *Server) leave(w waiter) bool {
-	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.EtcdTimeout)
+	ctx, cancel := s.cleanupCtx()
 	defer cancel()
 	if s.checkpoint(ctx) != nil {
 		return false
@@ -71,28 +120,15 @@ func (s *Server) leave(w waiter) bool {
 // free, then makes one grant attempt. The head watches the lock key; every
 // other waiter watches only its predecessor, so a release wakes one waiter.
 // A head that saw the lock deleted tries at once, without re-reading: the
-// grant txn's compares decide, and a failed attempt reads again.
+// grant txn's compares decide, and a failed attempt reads again. l, the
+// lock's lease, is restarted (or replaced, if it expired during a long wait)
+// right before each grant attempt.
 func (s *Server) waitTurn(ctx context.Context, req acquireRequest, l *lease, w waiter, deadline time.Time) (grant, error) {
 	lk := lockKey(req.ResourceID)
 	freed := false // the head saw the lock deleted
 	for {
 		if !s.cfg.Now().Before(deadline) {
 			return grant{}, ErrBusy
-		}
-		if !s.cfg.Now().Before(refreshAt(*l)) { // keep w's key (and l) alive
-			err := s.keepAlive(ctx, l)
-			switch {
-			case errors.Is(err, ErrUnavailable):
-				return grant{}, err
-			case errors.Is(err, rpctypes.ErrLeaseNotFound):
-				return grant{}, errWaiterLost
-			case err != nil:
-				s.stats.etcdErrors.Add(1)
-				if err := s.backoff(ctx, deadline); err != nil {
-					return grant{}, err
-				}
-				continue
-			}
 		}
 		watch := ""
 		if !freed {
@@ -121,23 +157,12 @@ func (s *Server) waitTurn(ctx context.Context, req acquireRequest, l *lease, w w
 			}
 			continue
 		}
-		deleted, err := s.waitDelete(ctx, watch, minTime(deadline, refreshAt(*l)))
+		deleted, err := s.waitDelete(ctx, watch, deadline)
 		if err != nil {
 			return grant{}, err
 		}
 		freed = deleted && watch == lk
 	}
-}
-
-// refreshAt is when a waiting acquire restarts its lease: after a third of
-// its TTL, like etcd's own keep-alive.
-func refreshAt(l lease) time.Time { return l.since.Add(l.ttl / 3) }
-
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
 }
 
 // queuePlace reads, in one linearizable txn, what w waits for: its

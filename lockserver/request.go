@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// maxBodyBytes is the largest accepted request body (SPEC §4: 413 above 64 KiB).
+// maxBodyBytes is the largest accepted request body (413 above 64 KiB).
 const maxBodyBytes = 64 << 10
 
 // maxResourceIDLen is the longest accepted resourceId in bytes.

@@ -5,40 +5,36 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
-	"strconv"
-	"strings"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // tokenRandomBytes is the number of random bytes of a lockToken (160 bits).
 const tokenRandomBytes = 20
 
-// newToken returns "<lease id hex>.<random hex>": the lease id lets renew and
-// release find the lease without a read; the random part makes it unguessable.
-func newToken(lease clientv3.LeaseID) (string, error) {
+// newToken returns a lockToken: 160 random bits from crypto/rand, in hex.
+//
+// A token names one grant and nothing else. It is not tied to a lease: a
+// renew moves the lock to another lease and the token stays valid. Etcd
+// stores only its hash (the lock key's value), and every check of a token is
+// a compare of that hash in the same txn as the change it guards. Hashes of
+// 160-bit random tokens do not collide, so a token is accepted only for the
+// lock it was granted for, and only while that grant lasts: a later grant of
+// the same resource stores another token's hash.
+func newToken() (string, error) {
 	b := make([]byte, tokenRandomBytes)
 	if _, err := io.ReadFull(rand.Reader, b); err != nil {
 		return "", err
 	}
-	return strconv.FormatInt(int64(lease), 16) + "." + hex.EncodeToString(b), nil
+	return hex.EncodeToString(b), nil
 }
 
-// parseToken returns the lease id embedded in a token, or false when the
-// token is not of the form newToken produces.
-func parseToken(tok string) (clientv3.LeaseID, bool) {
-	lease, random, ok := strings.Cut(tok, ".")
-	if !ok || len(random) != 2*tokenRandomBytes {
-		return 0, false
+// validToken reports whether tok has the form newToken produces. Any other
+// token holds no lock, which the server answers without asking etcd.
+func validToken(tok string) bool {
+	if len(tok) != 2*tokenRandomBytes {
+		return false
 	}
-	if _, err := hex.DecodeString(random); err != nil {
-		return 0, false
-	}
-	id, err := strconv.ParseInt(lease, 16, 64)
-	if err != nil || id <= 0 {
-		return 0, false
-	}
-	return clientv3.LeaseID(id), true
+	_, err := hex.DecodeString(tok)
+	return err == nil
 }
 
 // hashToken is what etcd stores instead of the token.

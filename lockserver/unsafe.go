@@ -47,7 +47,7 @@ func (s *Server) acquireUnsafe(ctx context.Context, req acquireRequest, l *lease
 				return grant{}, err
 			}
 		}
-		tok, err := newToken(l.id)
+		tok, err := newToken()
 		if err != nil {
 			return grant{}, fmt.Errorf("lockserver: token: %w", err)
 		}
