@@ -69,8 +69,7 @@ func (s *Server) grantTxn(ctx context.Context, req acquireRequest, l lease, w *w
 		clientv3.OpPut(lk, hashToken(tok), clientv3.WithLease(l.id)),
 		clientv3.OpPut(infoKey(req.ResourceID), info, clientv3.WithLease(l.id)),
 		// The previous release's receipt has been seen by any watcher (it
-		// is in the revision history); it lives under a lease that may be
-		// kept for reuse, so it is removed here rather than left behind.
+		// is in the revision history): a held lock has none.
 		clientv3.OpDelete(releasedKey(req.ResourceID)),
 	}
 	if w == nil {
@@ -102,11 +101,11 @@ func (s *Server) grantTxn(ctx context.Context, req acquireRequest, l lease, w *w
 // acquireSafe tries once without jumping the queue; when timeout > 0 the
 // same txn queues the acquire if the lock is taken, and it waits its turn.
 //
-// A waiter key lives on a waiter lease of its own whose TTL is the time
-// left until the acquire's deadline (see newWaiter), not on the lease the
-// lock will have: a crashed or frozen server's waiter leaves the queue soon
-// after its timeout, whatever the lock's TTL. l, the lock's lease, carries
-// nothing while the acquire waits.
+// A waiter key lives on a waiter lease that expires soon after the
+// acquire's deadline (see waiterLeases), not on the lease the lock will
+// have: a crashed or frozen server's waiter leaves the queue soon after its
+// timeout, whatever the lock's TTL. l, the lock's lease, carries nothing
+// while the acquire waits.
 func (s *Server) acquireSafe(ctx context.Context, req acquireRequest, l *lease, deadline time.Time) (grant, error) {
 	if req.Timeout <= 0 {
 		g, ok, err := s.arrive(ctx, req, *l, nil)
@@ -122,11 +121,10 @@ func (s *Server) acquireSafe(ctx context.Context, req acquireRequest, l *lease, 
 	g, ok, err := s.arrive(ctx, req, *l, &w)
 	switch {
 	case err != nil:
-		s.revoke(w.lease.id) // its key may have been written
+		s.leaveLater(w) // its key may have been written
 		return grant{}, err
 	case ok:
-		s.keepLease(w.lease.id, w.lease.ttl) // granted: no key was written
-		return g, nil
+		return g, nil // the else branch, which writes w's key, did not run
 	}
 	s.stats.waiters.Add(1)
 	defer s.stats.waiters.Add(-1)

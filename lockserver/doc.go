@@ -36,10 +36,14 @@
 //
 // A blocking acquire (timeout > 0) whose first txn finds the lock taken
 // queues in that same txn: its Else branch writes a waiter key on a waiter
-// lease whose TTL is the acquire's timeout (rounded up to whole seconds, at
-// least etcd's minimum). Nothing keeps that lease alive: it outlives the
-// wait, and a waiter whose server crashed or froze leaves the queue about a
-// second after its timeout, whatever the lock's TTL. The queue order is the
+// lease that ends between the acquire's deadline and 1.5 s after it (whole
+// seconds; etcd's minimum TTL may make it longer), shared by this server's
+// waiters whose deadlines fit. Nothing keeps that lease alive: it outlives
+// the wait, and a waiter whose server crashed or froze leaves the queue
+// within about two seconds after its timeout, whatever the lock's TTL.
+// Under load a server grants a couple of waiter leases per second, and a
+// blocking acquire usually makes no lease call for its waiter key. The
+// queue order is the
 // waiter keys' CreateRevision, across all lock servers. The head waiter
 // watches the lock key for deletion (release or lease expiry); every other
 // waiter watches only its predecessor's key, so one release wakes one waiter

@@ -133,12 +133,3 @@ func (s *Server) revoke(id clientv3.LeaseID) {
 		}
 	})
 }
-
-// revokeNow revokes a lease before answering (used to leave the queue).
-func (s *Server) revokeNow(id clientv3.LeaseID) {
-	ctx, cancel := s.cleanupCtx()
-	defer cancel()
-	if s.checkpoint(ctx) == nil {
-		_, _ = s.kv().Revoke(ctx, id)
-	}
-}

@@ -21,42 +21,35 @@ type waiter struct {
 // errWaiterLost: the waiter key vanished; re-register.
 var errWaiterLost = errors.New("lockserver: waiter key lost")
 
-// newWaiter takes the lease for a waiter key of an acquire that waits until
-// deadline, and names the key. The lease's TTL is the time left, rounded up
-// to whole seconds (at least etcd's minimum): it outlives the wait (etcd
-// never expires a lease early), so nothing keeps it alive, and a waiter
-// whose server crashed or froze leaves the queue at most that rounding (or
-// etcd's minimum TTL) after its deadline.
+// newWaiter names a waiter key of an acquire that waits until deadline,
+// on a waiter lease that outlives the deadline by at most waiterSlack (see
+// waiterLeases): nothing keeps it alive, and a waiter whose server crashed
+// or froze leaves the queue soon after its timeout.
 func (s *Server) newWaiter(ctx context.Context, req acquireRequest, deadline time.Time) (waiter, error) {
-	wl, err := s.takeLease(ctx, max(deadline.Sub(s.cfg.Now()), time.Millisecond))
+	wl, err := s.waiterLease(ctx, deadline)
 	if err != nil {
 		return waiter{}, err
 	}
 	return waiter{key: waiterKey(req.ResourceID, wl.id), lease: wl}, nil
 }
 
-// wait waits for w's turn until the deadline, then gives w's lease back:
-// to the pool once w's key is known to be gone, else revoked.
+// wait waits for w's turn until the deadline. A waiter that does not get the
+// lock deletes its key (its lease is shared, and ends it anyway soon after
+// the deadline).
 func (s *Server) wait(ctx context.Context, req acquireRequest, l *lease, w waiter, deadline time.Time) (grant, error) {
 	for {
 		g, err := s.waitTurn(ctx, req, l, w, deadline)
 		switch {
 		case err == nil:
-			s.keepLease(w.lease.id, w.lease.ttl) // the grant txn deleted w's key
-			return g, nil
+			return g, nil // the grant txn deleted w's key
 		case errors.Is(err, ErrBusy):
-			if s.leave(w) {
-				s.keepLease(w.lease.id, w.lease.ttl)
-			} else {
-				s.revokeNow(w.lease.id) // the waiter key must not outlive the answer
-			}
+			s.leave(w) // before answering: a 409 leaves no waiter behind
 			return grant{}, err
 		case !errors.Is(err, errWaiterLost):
-			s.revoke(w.lease.id) // w's key goes with it (or expires by the deadline)
+			s.leaveLater(w)
 			return grant{}, err
 		}
-		// w's key is gone: queue again, on a fresh waiter lease.
-		s.revoke(w.lease.id)
+		// w's key is gone: queue again.
 		if !s.cfg.Now().Before(deadline) {
 			return grant{}, ErrBusy
 		}
@@ -64,7 +57,7 @@ func (s *Server) wait(ctx context.Context, req acquireRequest, l *lease, w waite
 			return grant{}, err
 		}
 		if err := s.register(ctx, req, &w); err != nil {
-			s.revoke(w.lease.id)
+			s.leaveLater(w)
 			return grant{}, err
 		}
 	}
@@ -105,7 +98,8 @@ func queued(w *waiter, resp *clientv3.TxnResponse) error {
 }
 
 // leave deletes w's waiter key; it reports whether etcd confirmed that the
-// key is gone.
+// key is gone. A failure is harmless: the key's lease ends it soon after the
+// waiter's deadline.
 func (s *Server) leave(w waiter) bool {
 	ctx, cancel := s.cleanupCtx()
 	defer cancel()
@@ -114,6 +108,12 @@ func (s *Server) leave(w waiter) bool {
 	}
 	_, err := s.kv().Delete(ctx, w.key)
 	return err == nil
+}
+
+// leaveLater deletes w's waiter key in the background (after a failure whose
+// answer need not wait for it).
+func (s *Server) leaveLater(w waiter) {
+	s.async(func(context.Context) { s.leave(w) })
 }
 
 // waitTurn waits without polling until w is the oldest waiter and the lock is

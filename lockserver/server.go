@@ -123,6 +123,7 @@ type Server struct {
 	pool     *leasePool    // nil: no lease pool
 	minTTL   atomic.Int64  // etcd's minimum lease TTL in seconds, once a grant revealed it
 	receipts receiptLease  // the lease release receipts are written under
+	waiters  waiterLeases  // the leases waiter keys are written under
 
 	// renewHook, when set by tests, runs in renew between its read of the
 	// lock and its effect.
