@@ -51,7 +51,7 @@ func (s *Server) takeLease(ctx context.Context, ttl time.Duration) (lease, error
 	}
 }
 
-// keepLease gives the lease of a lock that is gone (or was never written)
+// keepLease gives the lease of a lock that is gone, moved or never written
 // back to the pool, or revokes it when there is no room.
 func (s *Server) keepLease(id clientv3.LeaseID, ttl time.Duration) {
 	if id == 0 {
