@@ -345,15 +345,19 @@ func TestGrantedTTLIsReported(t *testing.T) {
 	}
 }
 
-// BenchmarkAcquireRelease measures one client's acquire+release cycles
-// through one lock server and one etcd member (fsync off).
-func BenchmarkAcquireRelease(b *testing.B) {
+// benchClient is a client of one lock server on one etcd member (fsync off).
+func benchClient(b *testing.B) *Client {
 	te := startEtcdB(b)
 	s, err := New(Config{Endpoints: []string{te.url}})
 	require.NoError(b, err)
 	require.NoError(b, s.Start(b.Context()))
 	b.Cleanup(func() { require.NoError(b, s.Close()) })
-	c := &Client{BaseURL: s.URL()}
+	return &Client{BaseURL: s.URL()}
+}
+
+// BenchmarkAcquireRelease measures one client's acquire+release cycles.
+func BenchmarkAcquireRelease(b *testing.B) {
+	c := benchClient(b)
 	for b.Loop() {
 		g, err := c.Acquire(b.Context(), "bench", 10*time.Second, 0)
 		if err != nil {
@@ -365,15 +369,10 @@ func BenchmarkAcquireRelease(b *testing.B) {
 	}
 }
 
-// BenchmarkRenew measures one client's renews of one held lock through one
-// lock server and one etcd member (fsync off).
+// BenchmarkRenew measures one client's renews of one held lock (each moves
+// the lock to a pooled lease).
 func BenchmarkRenew(b *testing.B) {
-	te := startEtcdB(b)
-	s, err := New(Config{Endpoints: []string{te.url}})
-	require.NoError(b, err)
-	require.NoError(b, s.Start(b.Context()))
-	b.Cleanup(func() { require.NoError(b, s.Close()) })
-	c := &Client{BaseURL: s.URL()}
+	c := benchClient(b)
 	g, err := c.Acquire(b.Context(), "bench", 10*time.Second, 0)
 	require.NoError(b, err)
 	for b.Loop() {
