@@ -68,9 +68,10 @@ type rawCycler struct {
 }
 
 type rawWorker struct {
-	env   *benchEnv
-	cli   *clientv3.Client
-	lease clientv3.LeaseID // pool only
+	env     *benchEnv
+	cli     *clientv3.Client
+	lease   clientv3.LeaseID // pool only
+	receipt clientv3.LeaseID // release receipts, as a lock server's receipt lease
 }
 
 type rawHeld struct {
@@ -80,6 +81,11 @@ type rawHeld struct {
 
 func (c rawCycler) newWorker(ctx context.Context, i int) (worker, error) {
 	w := rawWorker{env: c.env, cli: c.env.etcd[i%len(c.env.etcd)]}
+	r, err := w.cli.Grant(ctx, int64(benchTTL/time.Second))
+	if err != nil {
+		return nil, err
+	}
+	w.receipt = r.ID
 	if c.pool {
 		l, err := w.cli.Grant(ctx, int64(benchTTL/time.Second))
 		if err != nil {
@@ -104,37 +110,37 @@ func (w rawWorker) acquire(ctx context.Context, key string) (any, error) {
 	// Like a lock token's hash: unique per grant.
 	sum := sha256.Sum256([]byte(key + strconv.FormatInt(int64(id), 16) + strconv.FormatInt(time.Now().UnixNano(), 16)))
 	h := rawHeld{lease: id, hash: hex.EncodeToString(sum[:])}
-	lk := "/locks/" + key
+	lk := lockserver.LockPrefix + key
 	resp, err := w.cli.Txn(clientv3.WithRequireLeader(ctx)).If(
 		clientv3.Compare(clientv3.CreateRevision(lk), "=", 0),
-		clientv3.Compare(clientv3.CreateRevision("/waiters/"+key+"#/").WithPrefix(), "=", 0),
+		clientv3.Compare(clientv3.CreateRevision(lockserver.WaiterPrefix+key+"#/").WithPrefix(), "=", 0),
 	).Then(
 		clientv3.OpPut(lk, h.hash, clientv3.WithLease(id)),
-		clientv3.OpPut("/lockinfo/"+key, `{"ownerId":"bench","ttl":30,"acquiredAt":"2026-01-01T00:00:00Z"}`, clientv3.WithLease(id)),
-		clientv3.OpDelete("/lockrel/"+key),
+		clientv3.OpPut(lockserver.InfoPrefix+key, `{"ownerId":"bench","ttl":30,"acquiredAt":"2026-01-01T00:00:00Z"}`, clientv3.WithLease(id)),
+		clientv3.OpDelete(lockserver.ReleasedPrefix+key),
 	).Commit()
 	switch {
 	case err != nil:
 		return nil, err
 	case !resp.Succeeded:
-		return nil, errors.New("sim: raw grant txn failed: lock held")
+		return nil, errors.New("bench: raw grant txn failed: lock held")
 	}
 	return h, nil
 }
 
 func (w rawWorker) release(ctx context.Context, key string, held any) error {
 	h := held.(rawHeld)
-	lk := "/locks/" + key
+	lk := lockserver.LockPrefix + key
+	info := lockserver.InfoPrefix + key
 	resp, err := w.cli.Txn(clientv3.WithRequireLeader(ctx)).If(
 		clientv3.Compare(clientv3.Value(lk), "=", h.hash),
-		clientv3.Compare(clientv3.LeaseValue(lk), "=", h.lease),
-	).Then(clientv3.OpGet("/lockinfo/"+key), clientv3.OpDelete(lk), clientv3.OpDelete("/lockinfo/"+key),
-		clientv3.OpPut("/lockrel/"+key, h.hash, clientv3.WithLease(h.lease))).Commit()
+	).Then(clientv3.OpGet(lk), clientv3.OpGet(info), clientv3.OpDelete(lk), clientv3.OpDelete(info),
+		clientv3.OpPut(lockserver.ReleasedPrefix+key, h.hash, clientv3.WithLease(w.receipt))).Commit()
 	if err != nil {
 		return err
 	}
 	if !resp.Succeeded {
-		return errors.New("sim: raw release txn failed: not the holder")
+		return errors.New("bench: raw release txn failed: not the holder")
 	}
 	if w.lease != 0 {
 		return nil // the pooled lease is kept for the next acquire
@@ -148,10 +154,12 @@ func (w rawWorker) release(ctx context.Context, key string, held any) error {
 }
 
 func (w rawWorker) close() {
-	if w.lease != 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_, _ = w.cli.Revoke(ctx, w.lease)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, l := range []clientv3.LeaseID{w.lease, w.receipt} {
+		if l != 0 {
+			_, _ = w.cli.Revoke(ctx, l)
+		}
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 	"github.com/locksim/locksim/component"
 	"github.com/locksim/locksim/faults"
 	"github.com/locksim/locksim/history"
-	"github.com/locksim/locksim/sim"
+	"github.com/locksim/locksim/lockserver"
 	"github.com/locksim/locksim/sim/clients"
 	"github.com/locksim/locksim/web"
 )
@@ -100,7 +100,7 @@ func webFault(ev faults.Event) web.Fault {
 // buildLocks shows every lock of the given resources (and any other held in
 // etcd): who holds it in etcd with the TTL left, next to who believes they
 // hold it and who waits for it (clients acquiring it).
-func buildLocks(resources []string, held map[string]sim.HeldLock, clients []clients.State, now time.Duration) []web.Lock {
+func buildLocks(resources []string, held map[string]lockserver.HeldLock, clients []clients.State, now time.Duration) []web.Lock {
 	names := slices.Clone(resources)
 	for r := range held {
 		names = append(names, r)

@@ -10,7 +10,7 @@ import (
 
 	"github.com/locksim/locksim/component"
 	"github.com/locksim/locksim/history"
-	"github.com/locksim/locksim/sim"
+	"github.com/locksim/locksim/lockserver"
 	"github.com/locksim/locksim/sim/clients"
 	"github.com/locksim/locksim/web"
 )
@@ -41,7 +41,7 @@ func TestWebOpOutcomes(t *testing.T) {
 }
 
 func TestBuildLocksShowsHolderBelieversAndWaiters(t *testing.T) {
-	held := map[string]sim.HeldLock{"a": {Owner: "client-1", FencingToken: 10, Since: time.Second, TTL: 2 * time.Second}}
+	held := map[string]lockserver.HeldLock{"a": {Owner: "client-1", FencingToken: 10, Since: time.Second, TTL: 2 * time.Second}}
 	cs := []clients.State{
 		{Name: "client-1", Resource: "a", Believes: true, Phase: component.PhaseAfterRead},
 		{Name: "client-2", Resource: "a", Believes: true, Phase: component.PhaseBeforeWrite}, // a stale believer

@@ -39,7 +39,7 @@ type Grant struct {
 	LockToken    string
 	FencingToken int64
 	ExpiresAt    time.Time
-	TTL          time.Duration // the effective (granted) TTL
+	TTL          time.Duration // the effective TTL: granted (rounded up), or for a renew at least the one asked
 }
 
 // LockInfo is the answer of Get.
@@ -128,9 +128,10 @@ func (c *Client) Release(ctx context.Context, resourceID, lockToken string) erro
 	return c.do(ctx, http.MethodPost, "/locks/release", in, nil, true)
 }
 
-// Renew restarts the lock's lease. etcd cannot change a lease's TTL: the
-// granted TTL is restored and reported in Grant.TTL whatever ttl asks; ttl 0
-// sends no ttl.
+// Renew makes the lock last ttl from now (rounded up like an acquire's;
+// ttl 0 sends none: the TTL in effect), keeping its fencing token and
+// lockToken. A renew never shortens a lock: Grant.TTL and ExpiresAt report
+// what the lock has now, at least ttl.
 func (c *Client) Renew(ctx context.Context, resourceID, lockToken string, ttl time.Duration) (Grant, error) {
 	in := map[string]any{"resourceId": resourceID, "lockToken": lockToken}
 	if ttl > 0 {

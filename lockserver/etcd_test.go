@@ -109,3 +109,24 @@ func newTestHTTPClient(t *testing.T) *http.Client {
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr}
 }
+
+// lockLease returns the lease the lock key of res is attached to in etcd
+// (0 when the lock is not held), and the key's CreateRevision.
+func lockLease(t *testing.T, te *testEtcd, res string) (clientv3.LeaseID, int64) {
+	t.Helper()
+	resp, err := te.cli.Get(t.Context(), lockKey(res))
+	require.NoError(t, err)
+	if len(resp.Kvs) == 0 {
+		return 0, 0
+	}
+	return clientv3.LeaseID(resp.Kvs[0].Lease), resp.Kvs[0].CreateRevision
+}
+
+// remainingTTL is etcd's remaining TTL of a lease in whole seconds (-1 once
+// it has expired).
+func remainingTTL(t *testing.T, te *testEtcd, id clientv3.LeaseID) int64 {
+	t.Helper()
+	resp, err := te.cli.TimeToLive(t.Context(), id)
+	require.NoError(t, err)
+	return resp.TTL
+}

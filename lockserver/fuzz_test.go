@@ -40,7 +40,7 @@ func FuzzParseRequests(f *testing.F) {
 		} else {
 			check(err)
 		}
-		if req, err := parseRelease(body); err == nil {
+		if req, err := parseRelease(body, lim); err == nil {
 			if !validResourceID(req.ResourceID) || req.LockToken == "" {
 				t.Fatalf("accepted a bad release %+v from %q", req, body)
 			}

@@ -9,10 +9,11 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
-// routes builds the HTTP API (SPEC §4). Routing is by hand so that 404 and
+// routes builds the HTTP API. Routing is by hand so that 404 and
 // 405 answers are JSON like every other error.
 func (s *Server) routes() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -165,32 +166,43 @@ func toGrantBody(g grant) grantBody {
 		ExpiresAt: g.ExpiresAt.UTC().Format(time.RFC3339Nano), TTL: g.TTL.Seconds()}
 }
 
-func (s *Server) handleAcquire(w http.ResponseWriter, r *http.Request) {
+// decodeRequest is the prologue every POST handler shares: read the limited
+// body, parse and validate it, and check that the etcd client exists. On
+// failure it answers the error itself and reports false.
+func decodeRequest[T any](s *Server, w http.ResponseWriter, r *http.Request, parse func([]byte, limits) (T, error)) (T, bool) {
 	body, err := readBody(r)
+	var req T
+	if err == nil {
+		req, err = parse(body, s.limits())
+	}
+	if err == nil && s.kv() == nil {
+		err = ErrUnavailable
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return req, false
+	}
+	return req, true
+}
+
+// answer writes v with 200, or err.
+func (s *Server) answer(w http.ResponseWriter, r *http.Request, v any, err error) {
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	req, err := parseAcquire(body, s.limits())
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if len(s.cfg.APIKeys) > 0 {
-		owner, _ := s.keyClient(r)
-		if req.ClientID != "" && req.ClientID != owner {
-			s.stats.rejected.Add(1)
-			s.writeError(w, r, &requestError{status: http.StatusForbidden, code: CodeForbidden,
-				msg: "clientId does not match the API key"})
-			return
+	s.writeJSON(w, r, http.StatusOK, v)
+}
+
+func (s *Server) handleAcquire(w http.ResponseWriter, r *http.Request) {
+	req, ok := decodeRequest(s, w, r, func(body []byte, lim limits) (acquireRequest, error) {
+		req, err := parseAcquire(body, lim)
+		if err != nil {
+			return req, err
 		}
-		req.ClientID = owner
-	}
-	if req.ClientID == "" {
-		req.ClientID = defaultClientID
-	}
-	if s.kv() == nil {
-		s.writeError(w, r, ErrUnavailable)
+		return s.withOwner(r, req)
+	})
+	if !ok {
 		return
 	}
 	start := time.Now()
@@ -207,71 +219,58 @@ func (s *Server) handleAcquire(w http.ResponseWriter, r *http.Request) {
 		s.stats.acquireUnavailable.Add(1)
 	}
 	s.log.Debug("acquire", "resource", req.ResourceID, "client", req.ClientID, "fencing", g.Fencing, "err", err)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.writeJSON(w, r, http.StatusOK, toGrantBody(g))
+	s.answer(w, r, toGrantBody(g), err)
 }
 
 func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(r)
-	if err != nil {
-		s.writeError(w, r, err)
+	req, ok := decodeRequest(s, w, r, parseRelease)
+	if !ok {
 		return
 	}
-	req, err := parseRelease(body)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if s.kv() == nil {
-		s.writeError(w, r, ErrUnavailable)
-		return
-	}
-	err = s.release(r.Context(), req)
-	switch {
-	case err == nil:
-		s.stats.releases.Add(1)
-	case errors.Is(err, ErrNotHeld):
-		s.stats.releaseNotHolder.Add(1)
-	}
+	err := s.release(r.Context(), req)
+	s.countHolderOp(&s.stats.releases, &s.stats.releaseNotHolder, err)
 	s.log.Debug("release", "resource", req.ResourceID, "err", err)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.writeJSON(w, r, http.StatusOK, map[string]bool{"success": true})
+	s.answer(w, r, map[string]bool{"success": true}, err)
 }
 
 func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	req, err := parseRenew(body, s.limits())
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if s.kv() == nil {
-		s.writeError(w, r, ErrUnavailable)
+	req, ok := decodeRequest(s, w, r, parseRenew)
+	if !ok {
 		return
 	}
 	g, err := s.renew(r.Context(), req)
+	s.countHolderOp(&s.stats.renews, &s.stats.renewNotHolder, err)
+	s.log.Debug("renew", "resource", req.ResourceID, "ttl", g.TTL, "err", err)
+	s.answer(w, r, toGrantBody(g), err)
+}
+
+// withOwner sets the acquire's clientId: the API key's client when auth is
+// on (403 when the body names another one), else the body's or
+// defaultClientID.
+func (s *Server) withOwner(r *http.Request, req acquireRequest) (acquireRequest, error) {
+	if len(s.cfg.APIKeys) > 0 {
+		owner, _ := s.keyClient(r)
+		if req.ClientID != "" && req.ClientID != owner {
+			s.stats.rejected.Add(1)
+			return req, &requestError{status: http.StatusForbidden, code: CodeForbidden, msg: "clientId does not match the API key"}
+		}
+		req.ClientID = owner
+	}
+	if req.ClientID == "" {
+		req.ClientID = defaultClientID
+	}
+	return req, nil
+}
+
+// countHolderOp counts a release or renew that succeeded or was refused as
+// not the holder's.
+func (s *Server) countHolderOp(ok, notHolder *atomic.Int64, err error) {
 	switch {
 	case err == nil:
-		s.stats.renews.Add(1)
+		ok.Add(1)
 	case errors.Is(err, ErrNotHeld):
-		s.stats.renewNotHolder.Add(1)
+		notHolder.Add(1)
 	}
-	s.log.Debug("renew", "resource", req.ResourceID, "err", err)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.writeJSON(w, r, http.StatusOK, toGrantBody(g))
 }
 
 // lockBody is the answer of GET /locks/{resourceId}.

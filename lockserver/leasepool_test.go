@@ -63,14 +63,15 @@ func TestLeasePoolPutAndDrain(t *testing.T) {
 }
 
 // TestLeaseReuse: a released lock's lease backs the next lock, so a cycle
-// grants no lease; with the pool off, every acquire grants one.
+// grants no lease; with the pool off, every acquire grants one. (The first
+// release also grants the server's receipt lease.)
 func TestLeaseReuse(t *testing.T) {
 	te := startEtcd(t)
 	for _, tt := range []struct {
 		name       string
 		pool       int
 		wantGrants int64
-	}{{"pool", 0, 1}, {"nopool", -1, 5}} {
+	}{{"pool", 0, 1 + 1}, {"nopool", -1, 5 + 1}} {
 		t.Run(tt.name, func(t *testing.T) {
 			s, c := startServer(t, te, func(c *Config) { c.LeasePool = tt.pool })
 			ctx := t.Context()
@@ -79,12 +80,13 @@ func TestLeaseReuse(t *testing.T) {
 				g, err := c.Acquire(ctx, tt.name+"-reuse", 3*time.Second, 0)
 				require.NoError(t, err, "cycle %d", i)
 				assert.Equal(t, 3*time.Second, g.TTL)
-				leases = append(leases, mustLease(t, g.LockToken))
+				lease, _ := lockLease(t, te, tt.name+"-reuse")
+				leases = append(leases, lease)
 				require.NoError(t, c.Release(ctx, tt.name+"-reuse", g.LockToken))
 			}
 			st := s.Stats()
 			assert.Equal(t, tt.wantGrants, st.LeaseGrants)
-			assert.Equal(t, 5-tt.wantGrants, st.LeaseReuses)
+			assert.Equal(t, 5-(tt.wantGrants-1), st.LeaseReuses)
 			if tt.pool == 0 {
 				assert.Equal(t, []clientv3.LeaseID{leases[0], leases[0], leases[0], leases[0], leases[0]}, leases)
 				assert.EqualValues(t, 1, st.PooledLeases)
@@ -102,11 +104,13 @@ func TestStaleRenewCannotExtendAReusedLease(t *testing.T) {
 	ctx := t.Context()
 	old, err := c.Acquire(ctx, "first", time.Second, 0)
 	require.NoError(t, err)
+	oldLease, _ := lockLease(t, te, "first")
 	require.NoError(t, c.Release(ctx, "first", old.LockToken))
 
 	held, err := c.Acquire(ctx, "second", time.Second, 0) // never renewed by its owner
 	require.NoError(t, err)
-	require.Equal(t, mustLease(t, old.LockToken), mustLease(t, held.LockToken), "the lease was reused")
+	heldLease, _ := lockLease(t, te, "second")
+	require.Equal(t, oldLease, heldLease, "the lease was reused")
 
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -135,9 +139,9 @@ func TestStaleRenewCannotExtendAReusedLease(t *testing.T) {
 	require.NoError(t, <-renewed)
 }
 
-// TestReleaseReceiptLifetime: a release leaves a receipt (for watchers); the
-// next grant of the resource removes it, so receipts do not pile up under
-// leases that the pool keeps alive.
+// TestReleaseReceiptLifetime: a release leaves a receipt (for watchers) on
+// the server's receipt lease, not on the released lock's lease (which the
+// pool hands to the next lock); the next grant of the resource removes it.
 func TestReleaseReceiptLifetime(t *testing.T) {
 	te := startEtcd(t)
 	_, c := startServer(t, te, nil)
@@ -153,8 +157,16 @@ func TestReleaseReceiptLifetime(t *testing.T) {
 	g, err := c.Acquire(ctx, "rcpt", 5*time.Second, 0)
 	require.NoError(t, err)
 	assert.Empty(t, receipt())
+	lockLeaseID, _ := lockLease(t, te, "rcpt")
 	require.NoError(t, c.Release(ctx, "rcpt", g.LockToken))
 	assert.Equal(t, HashToken(g.LockToken), receipt())
+	resp, err := te.cli.Get(ctx, releasedKey("rcpt"))
+	require.NoError(t, err)
+	require.Len(t, resp.Kvs, 1)
+	assert.NotEqual(t, lockLeaseID, clientv3.LeaseID(resp.Kvs[0].Lease), "the receipt is not on the lock's lease")
+	ttl, err := te.cli.TimeToLive(ctx, clientv3.LeaseID(resp.Kvs[0].Lease))
+	require.NoError(t, err)
+	assert.EqualValues(t, 60, ttl.GrantedTTL, "on a receipt lease of ReceiptTTL (default 60 s)")
 	_, err = c.Acquire(ctx, "rcpt", 5*time.Second, 0)
 	require.NoError(t, err)
 	assert.Empty(t, receipt())
@@ -194,8 +206,8 @@ func TestWaitDeleteSeesAnEarlierDelete(t *testing.T) {
 }
 
 // TestTimedOutWaiterLeavesNoKeyUnderAPooledLease: a queued acquire that
-// times out gives its lease back to the pool only after deleting its waiter
-// key; a waiter key left under a kept lease would block the queue forever.
+// times out deletes its waiter key before answering, and gives its lock's
+// lease (which never carried the waiter key) back to the pool.
 func TestTimedOutWaiterLeavesNoKeyUnderAPooledLease(t *testing.T) {
 	te := startEtcd(t)
 	s, c := startServer(t, te, nil)
@@ -207,16 +219,16 @@ func TestTimedOutWaiterLeavesNoKeyUnderAPooledLease(t *testing.T) {
 	info, err := c.Get(ctx, "q")
 	require.NoError(t, err)
 	assert.Zero(t, info.Waiters, "the timed-out waiter left the queue")
-	assert.EqualValues(t, 1, s.Stats().PooledLeases, "its lease was kept")
+	assert.EqualValues(t, 1, s.Stats().PooledLeases, "its lock lease was kept")
 
 	require.NoError(t, c.Release(ctx, "q", holder.LockToken))
 	_, err = c.Acquire(ctx, "q", 5*time.Second, 0)
 	require.NoError(t, err, "nobody is queued: a try-once acquire gets the free lock")
 }
 
-// TestWaiterKeepsItsPlacePastItsTTL: a waiter's key lives under the
-// acquire's own lease, which the server keeps alive while it waits; a waiter
-// whose TTL is shorter than its wait is still served before later arrivals.
+// TestWaiterKeepsItsPlacePastItsTTL: a waiter's key lives on a lease of its
+// own that lasts as long as its timeout; a waiter whose TTL is shorter than
+// its wait is still served before later arrivals.
 func TestWaiterKeepsItsPlacePastItsTTL(t *testing.T) {
 	te := startEtcd(t)
 	_, c := startServer(t, te, nil)

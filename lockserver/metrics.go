@@ -176,8 +176,8 @@ func (s *Server) countInEtcd() (held, queued int64, err error) {
 	ctx, cancel := context.WithTimeout(s.ctx, min(clusterCountTimeout, s.cfg.EtcdTimeout))
 	defer cancel()
 	resp, err := kv.Txn(ctx).Then(
-		clientv3.OpGet(lockPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithSerializable()),
-		clientv3.OpGet(waiterPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithSerializable()),
+		clientv3.OpGet(LockPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithSerializable()),
+		clientv3.OpGet(WaiterPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithSerializable()),
 	).Commit()
 	if err != nil {
 		s.log.Debug("metrics: counting locks in etcd failed", "err", err)

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// maxBodyBytes is the largest accepted request body (SPEC §4: 413 above 64 KiB).
+// maxBodyBytes is the largest accepted request body (413 above 64 KiB).
 const maxBodyBytes = 64 << 10
 
 // maxResourceIDLen is the longest accepted resourceId in bytes.
@@ -166,22 +166,31 @@ func parseAcquire(body []byte, lim limits) (acquireRequest, error) {
 	return req, nil
 }
 
-// parseRelease validates a release body.
-func parseRelease(body []byte) (releaseRequest, error) {
-	var b struct {
-		ResourceID *string `json:"resourceId"`
-		LockToken  *string `json:"lockToken"`
+// lockRef is the part of a release or renew body that names a held lock.
+type lockRef struct {
+	ResourceID *string `json:"resourceId"`
+	LockToken  *string `json:"lockToken"`
+}
+
+// check validates the reference and returns the resource id and token.
+func (b lockRef) check() (id, tok string, err error) {
+	if err := checkResourceID(b.ResourceID); err != nil {
+		return "", "", err
 	}
+	if err := checkToken(b.LockToken); err != nil {
+		return "", "", err
+	}
+	return *b.ResourceID, *b.LockToken, nil
+}
+
+// parseRelease validates a release body (it has no ttl: lim is unused).
+func parseRelease(body []byte, _ limits) (releaseRequest, error) {
+	var b lockRef
 	if err := decodeStrict(body, &b); err != nil {
 		return releaseRequest{}, err
 	}
-	if err := checkResourceID(b.ResourceID); err != nil {
-		return releaseRequest{}, err
-	}
-	if err := checkToken(b.LockToken); err != nil {
-		return releaseRequest{}, err
-	}
-	return releaseRequest{ResourceID: *b.ResourceID, LockToken: *b.LockToken}, nil
+	id, tok, err := b.check()
+	return releaseRequest{ResourceID: id, LockToken: tok}, err
 }
 
 // parseRenew validates a renew body; ttl is optional.
@@ -194,19 +203,15 @@ func parseRenew(body []byte, lim limits) (renewRequest, error) {
 	if err := decodeStrict(body, &b); err != nil {
 		return renewRequest{}, err
 	}
-	if err := checkResourceID(b.ResourceID); err != nil {
+	id, tok, err := lockRef{b.ResourceID, b.LockToken}.check()
+	if err != nil {
 		return renewRequest{}, err
 	}
-	if err := checkToken(b.LockToken); err != nil {
-		return renewRequest{}, err
-	}
-	req := renewRequest{ResourceID: *b.ResourceID, LockToken: *b.LockToken}
+	req := renewRequest{ResourceID: id, LockToken: tok}
 	if b.TTL != nil {
-		ttl, err := checkTTL(*b.TTL, lim.MaxTTL)
-		if err != nil {
+		if req.TTL, err = checkTTL(*b.TTL, lim.MaxTTL); err != nil {
 			return renewRequest{}, err
 		}
-		req.TTL = ttl
 	}
 	return req, nil
 }

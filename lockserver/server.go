@@ -60,6 +60,11 @@ type Config struct {
 	// instead of four). Default 1024; negative: no pool, every acquire grants
 	// a lease and every release revokes it.
 	LeasePool int
+	// ReceiptTTL bounds how long a release receipt stays in etcd: receipts
+	// are written under a lease of this TTL that the server grants, never
+	// keeps alive, and replaces after half of it, so each receipt lives
+	// between ReceiptTTL/2 and ReceiptTTL. Default 60s.
+	ReceiptTTL time.Duration
 	// Now is the clock used for expiresAt and deadlines. Default time.Now.
 	Now func() time.Time
 	// Logger receives request and lifecycle logs. Default: discard.
@@ -111,12 +116,21 @@ type Server struct {
 	serveDone chan struct{}
 	inflight  sync.WaitGroup // handlers and background cleanups
 
-	pause   pauser
-	stats   counters
-	metrics *metrics
-	limiter *rate.Limiter // nil: no rate limit
-	pool    *leasePool    // nil: no lease pool
-	minTTL  atomic.Int64  // etcd's minimum lease TTL in seconds, once a grant revealed it
+	pause    pauser
+	stats    counters
+	metrics  *metrics
+	limiter  *rate.Limiter // nil: no rate limit
+	pool     *leasePool    // nil: no lease pool
+	minTTL   atomic.Int64  // etcd's minimum lease TTL in seconds, once a grant revealed it
+	receipts receiptLease  // the lease release receipts are written under
+	waiters  waiterLeases  // the leases waiter keys are written under
+
+	// renewHook, when set by tests, runs in renew between its read of the
+	// lock and its effect.
+	renewHook func()
+	// dialOptions, when set by tests before Start, are added to the etcd
+	// client's dial options.
+	dialOptions []grpc.DialOption
 
 	// unsafeHook, when set by tests, runs between the Get and the Put of the
 	// check-then-set acquire.
@@ -145,6 +159,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxTimeout <= 0 {
 		cfg.MaxTimeout = 300 * time.Second
+	}
+	if cfg.ReceiptTTL <= 0 {
+		cfg.ReceiptTTL = 60 * time.Second
 	}
 	if cfg.LeasePool == 0 {
 		cfg.LeasePool = 1024
@@ -197,6 +214,7 @@ func (s *Server) Start(ctx context.Context) error {
 		Context:              s.ctx,
 		DialOptions:          []grpc.DialOption{grpc.WithChainUnaryInterceptor(retryNoLeader)},
 	}
+	ccfg.DialOptions = append(ccfg.DialOptions, s.dialOptions...)
 	if d := s.cfg.DialContext; d != nil {
 		ccfg.DialOptions = append(ccfg.DialOptions, grpc.WithContextDialer(d))
 	}
@@ -325,16 +343,15 @@ func (s *Server) track() bool {
 // kv returns the etcd client, or nil before Start.
 func (s *Server) kv() *clientv3.Client { return s.etcd.Load() }
 
-// async runs f in the background with a context that Close cancels and that
-// times out after EtcdTimeout. Used for cleanups that are not needed for
-// correctness (lease revokes).
+// async runs f in the background with a cleanupCtx. Used for cleanups that
+// are not needed for correctness (lease revokes).
 func (s *Server) async(f func(ctx context.Context)) {
 	if !s.track() {
 		return
 	}
 	go func() {
 		defer s.inflight.Done()
-		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.EtcdTimeout)
+		ctx, cancel := s.cleanupCtx()
 		defer cancel()
 		f(ctx)
 	}()

@@ -47,7 +47,7 @@ func (s *Server) acquireUnsafe(ctx context.Context, req acquireRequest, l *lease
 				return grant{}, err
 			}
 		}
-		tok, err := newToken(l.id)
+		tok, err := newToken()
 		if err != nil {
 			return grant{}, fmt.Errorf("lockserver: token: %w", err)
 		}
@@ -66,17 +66,5 @@ func (s *Server) acquireUnsafe(ctx context.Context, req acquireRequest, l *lease
 			return grant{}, s.writeErr(err, "put")
 		}
 		return grant{Token: tok, Fencing: presp.Header.Revision, ExpiresAt: l.since.Add(l.ttl), TTL: l.ttl}, nil
-	}
-}
-
-// backoffFor waits d unless ctx ends first.
-func (s *Server) backoffFor(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
 	}
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// specExample is SPEC §5's example scenario.
+// specExample is the example scenario of the format's documentation.
 const specExample = `name: gc-pause-past-lease
 description: Client 1 stops like a long GC pause after reading the resource; its lease expires.
 seed: 7

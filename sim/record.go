@@ -1,6 +1,8 @@
 package sim
 
 import (
+	"time"
+
 	"github.com/locksim/locksim/history"
 	"github.com/locksim/locksim/lockserver"
 )
@@ -10,10 +12,21 @@ import (
 // history.Resolve. Call Observer().Sync first, so that the record holds
 // every write that took effect.
 func (sb *Sandbox) EtcdRecord(ops []history.Op) history.Record {
-	rec := history.Record{Now: int64(sb.Elapsed()), Released: map[string]int64{}}
-	for _, g := range sb.observer.Grants() {
+	return etcdRecord(sb.observer, sb.Elapsed(), ops)
+}
+
+// lockRecord is what EtcdRecord reads of the lockserver.Observer.
+type lockRecord interface {
+	Grants() []lockserver.RecordedGrant
+	Ended(rev int64) (time.Duration, bool)
+	Released(hash string) (time.Duration, bool)
+}
+
+func etcdRecord(o lockRecord, now time.Duration, ops []history.Op) history.Record {
+	rec := history.Record{Now: int64(now), Released: map[string]int64{}}
+	for _, g := range o.Grants() {
 		hg := history.Grant{Owner: g.Owner, Resource: g.Resource, Revision: g.Revision, TTL: g.TTL, Seen: int64(g.Seen)}
-		if end, ok := sb.observer.Ended(g.Revision); ok {
+		if end, ok := o.Ended(g.Revision); ok {
 			hg.Ended = int64(end)
 		}
 		rec.Grants = append(rec.Grants, hg)
@@ -22,7 +35,7 @@ func (sb *Sandbox) EtcdRecord(ops []history.Op) history.Record {
 		if op.Op != history.OpRelease || op.Outcome != history.Unknown {
 			continue
 		}
-		if at, ok := sb.observer.Released(lockserver.HashToken(op.Input.LockToken)); ok {
+		if at, ok := o.Released(lockserver.HashToken(op.Input.LockToken)); ok {
 			rec.Released[op.Input.LockToken] = int64(at)
 		}
 	}

@@ -10,22 +10,36 @@ import (
 	"github.com/locksim/locksim/lockserver"
 )
 
+type fakeRecord struct {
+	grants   []lockserver.RecordedGrant
+	ended    map[int64]time.Duration
+	released map[string]time.Duration
+}
+
+func (f fakeRecord) Grants() []lockserver.RecordedGrant { return f.grants }
+func (f fakeRecord) Ended(rev int64) (time.Duration, bool) {
+	at, ok := f.ended[rev]
+	return at, ok
+}
+func (f fakeRecord) Released(hash string) (time.Duration, bool) {
+	at, ok := f.released[hash]
+	return at, ok
+}
+
 // EtcdRecord hands history.Resolve what the observer saw: grants with their
 // deletion, and receipts for exactly the unknown releases of the history.
 func TestEtcdRecordFromObserver(t *testing.T) {
-	o := &Observer{
-		held: map[string]HeldLock{},
-		grants: []Grant{
+	o := fakeRecord{
+		grants: []lockserver.RecordedGrant{
 			{Owner: "client-1", Resource: "r", Revision: 10, TTL: 2 * time.Second, Seen: 150},
 			{Owner: "client-2", Resource: "r", Revision: 20, TTL: 2 * time.Second, Seen: 450},
 		},
 		released: map[string]time.Duration{lockserver.HashToken("tok-20"): 999, lockserver.HashToken("tok-ok"): 5},
 		ended:    map[int64]time.Duration{10: 250},
 	}
-	sb := &Sandbox{observer: o, start: time.Now()}
 	unknown := history.Outcome(history.Unknown)
 	ret := int64(7)
-	got := sb.EtcdRecord([]history.Op{
+	got := etcdRecord(o, 10_000, []history.Op{
 		{Client: "client-2", Op: history.OpRelease, Resource: "r", Input: history.Input{LockToken: "tok-20"}, Outcome: unknown},
 		{Client: "client-2", Op: history.OpRelease, Resource: "r", Input: history.Input{LockToken: "tok-x"}, Outcome: unknown},
 		{Client: "client-1", Op: history.OpRelease, Resource: "r", Input: history.Input{LockToken: "tok-ok"}, Return: &ret, Outcome: history.OK},
@@ -35,5 +49,5 @@ func TestEtcdRecordFromObserver(t *testing.T) {
 		{Owner: "client-2", Resource: "r", Revision: 20, TTL: 2 * time.Second, Seen: 450},
 	}, got.Grants)
 	assert.Equal(t, map[string]int64{"tok-20": 999}, got.Released)
-	assert.Positive(t, got.Now)
+	assert.Equal(t, int64(10_000), got.Now)
 }

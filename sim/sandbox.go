@@ -49,7 +49,7 @@ type Sandbox struct {
 	net      *faults.Network
 	resource *resource.Store
 	rec      *history.Recorder
-	observer *Observer
+	observer *lockserver.Observer
 	faults   *faults.Injector
 	stream   *os.File // the recorder's Sink with StreamHistory
 
@@ -164,7 +164,7 @@ func (sb *Sandbox) Start(ctx context.Context) (err error) {
 	if err := sb.startBalancer(ctx); err != nil {
 		return err
 	}
-	obs, err := NewObserver(ctx, sb.etcdURLs, sb.Elapsed)
+	obs, err := lockserver.NewObserver(ctx, sb.etcdURLs, sb.Elapsed)
 	if err != nil {
 		return err
 	}
@@ -346,7 +346,7 @@ func (sb *Sandbox) Recorder() *history.Recorder { return sb.rec }
 
 // Observer returns the watcher of the lock keys in etcd: who holds what now,
 // and every grant and release etcd recorded.
-func (sb *Sandbox) Observer() *Observer { return sb.observer }
+func (sb *Sandbox) Observer() *lockserver.Observer { return sb.observer }
 
 // Faults returns the sandbox's fault injector: every fault — a scenario's
 // step, a nemesis draw, a click in the page — goes through it, and its

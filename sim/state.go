@@ -7,6 +7,7 @@ import (
 	"github.com/locksim/locksim/cluster"
 	"github.com/locksim/locksim/component"
 	"github.com/locksim/locksim/faults"
+	"github.com/locksim/locksim/lockserver"
 	"github.com/locksim/locksim/sim/clients"
 	"github.com/locksim/locksim/sim/resource"
 )
@@ -21,8 +22,8 @@ type State struct {
 	LockServers []Node
 	Balancer    Node
 	Clients     []clients.State
-	Locks       map[string]HeldLock // who holds each lock in etcd, by resource
-	Resources   []resource.State    // the counters touched so far, by name, then the untouched ones of the workload (zero)
+	Locks       map[string]lockserver.HeldLock // who holds each lock in etcd, by resource
+	Resources   []resource.State               // the counters touched so far, by name, then the untouched ones of the workload (zero)
 }
 
 // Node is a lock server or the balancer.

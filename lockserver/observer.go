@@ -1,0 +1,248 @@
+package lockserver
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// Observer watches the lock records and release receipts in etcd
+// ([InfoPrefix, WatchEnd)) with a client of its own. It knows who holds each
+// lock in etcd right now, and keeps every grant and every release etcd
+// recorded, so that acquires and releases whose outcome a client could not
+// learn can be settled afterwards from what the cluster persisted, the way
+// etcd's robustness tests patch their histories.
+//
+// Times are what the now function given to NewObserver returned when the
+// Observer saw an event (after etcd committed it). An Observer is safe for
+// concurrent use.
+type Observer struct {
+	cli    *clientv3.Client
+	cancel context.CancelFunc
+	done   chan struct{}
+	now    func() time.Duration
+	once   sync.Once
+
+	mu       sync.Mutex
+	held     map[string]HeldLock      // resource -> current holder in etcd
+	grants   []RecordedGrant          // every grant etcd recorded, in revision order
+	released map[string]time.Duration // token hash -> when its release receipt was seen
+	ended    map[int64]time.Duration  // fencing token -> when its deletion (release, revoke or expiry) was seen
+	rev      int64                    // last revision seen
+	seen     chan struct{}            // closed and replaced when rev moves
+}
+
+// HeldLock is who holds a lock in etcd, as an Observer last saw it.
+type HeldLock struct {
+	Owner        string        // the acquire's clientId
+	FencingToken int64         // the grant's revision; a renew keeps it
+	Lease        int64         // the etcd lease the lock is on now (a renew moves it)
+	Since        time.Duration // when the grant, or the last renew, was seen
+	TTL          time.Duration // the granted TTL of that lease
+}
+
+// RecordedGrant is one grant as etcd recorded it.
+type RecordedGrant struct {
+	Owner    string
+	Resource string
+	Revision int64         // the fencing token
+	TTL      time.Duration // the TTL it was granted with
+	Seen     time.Duration // when the Observer saw it (after it was committed)
+}
+
+// observerDialTimeout bounds the Observer's connection and its initial read.
+const observerDialTimeout = 5 * time.Second
+
+// NewObserver reads the current lock records and receipts from etcd at
+// endpoints and then watches them until Close. now is the clock of the
+// times it reports (e.g. the time since a sandbox started). ctx bounds only
+// the initial read.
+func NewObserver(ctx context.Context, endpoints []string, now func() time.Duration) (*Observer, error) {
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   endpoints,
+		DialTimeout: 2 * time.Second,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	o := &Observer{
+		cli:      cli,
+		done:     make(chan struct{}),
+		now:      now,
+		held:     map[string]HeldLock{},
+		released: map[string]time.Duration{},
+		ended:    map[int64]time.Duration{},
+		seen:     make(chan struct{}),
+	}
+	gctx, gcancel := context.WithTimeout(ctx, observerDialTimeout)
+	resp, err := cli.Get(gctx, InfoPrefix, clientv3.WithRange(WatchEnd))
+	gcancel()
+	if err != nil {
+		_ = cli.Close()
+		return nil, err
+	}
+	o.mu.Lock()
+	for _, kv := range resp.Kvs {
+		o.putLocked(string(kv.Key), kv.Value, kv.CreateRevision, kv.Lease)
+	}
+	o.rev = resp.Header.Revision
+	o.mu.Unlock()
+	wctx, cancel := context.WithCancel(context.Background())
+	o.cancel = cancel
+	go o.loop(clientv3.WithRequireLeader(wctx), resp.Header.Revision+1)
+	return o, nil
+}
+
+// loop applies watch events from revision from on, re-watching after errors.
+func (o *Observer) loop(ctx context.Context, from int64) {
+	defer close(o.done)
+	for ctx.Err() == nil {
+		wch := o.cli.Watch(ctx, InfoPrefix, clientv3.WithRange(WatchEnd), clientv3.WithRev(from),
+			clientv3.WithPrevKV(), clientv3.WithProgressNotify())
+		for resp := range wch {
+			if resp.Err() != nil {
+				break
+			}
+			from = o.apply(resp)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond): // back off before re-watching
+		}
+	}
+}
+
+// apply records one watch answer and returns the next revision to watch from.
+func (o *Observer) apply(resp clientv3.WatchResponse) int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, ev := range resp.Events {
+		key := string(ev.Kv.Key)
+		switch ev.Type {
+		case clientv3.EventTypePut:
+			o.putLocked(key, ev.Kv.Value, ev.Kv.CreateRevision, ev.Kv.Lease)
+		case clientv3.EventTypeDelete:
+			if res, ok := strings.CutPrefix(key, InfoPrefix); ok {
+				delete(o.held, res)
+				if ev.PrevKv != nil {
+					o.ended[ev.PrevKv.CreateRevision] = o.now()
+				}
+			}
+		}
+	}
+	if resp.Header.Revision > o.rev {
+		o.rev = resp.Header.Revision
+		close(o.seen)
+		o.seen = make(chan struct{})
+	}
+	return o.rev + 1
+}
+
+// putLocked records a put of a receipt, a grant (the record is created: rev
+// is new) or a renew (the record of a known grant is rewritten).
+func (o *Observer) putLocked(key string, value []byte, created, lease int64) {
+	if strings.HasPrefix(key, ReleasedPrefix) {
+		o.released[string(value)] = o.now()
+		return
+	}
+	rec, err := DecodeRecord(value)
+	if err != nil {
+		return
+	}
+	res := strings.TrimPrefix(key, InfoPrefix)
+	h, known := o.held[res]
+	if known && h.FencingToken == created && h.Lease == lease {
+		return // seen already (the initial read and the watch overlap)
+	}
+	o.held[res] = HeldLock{Owner: rec.OwnerID, FencingToken: created, Lease: lease, Since: o.now(), TTL: rec.TTL}
+	if known && h.FencingToken == created {
+		return // a renew moved the lock to another lease
+	}
+	o.grants = append(o.grants, RecordedGrant{Owner: rec.OwnerID, Resource: res, Revision: created, TTL: rec.TTL, Seen: o.now()})
+}
+
+// Held returns who holds each lock in etcd, by resource.
+func (o *Observer) Held() map[string]HeldLock {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make(map[string]HeldLock, len(o.held))
+	for k, v := range o.held {
+		out[k] = v
+	}
+	return out
+}
+
+// Released reports whether etcd recorded a successful release of the lock
+// token with this hash (HashToken), and when the Observer saw it.
+func (o *Observer) Released(hash string) (time.Duration, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	at, ok := o.released[hash]
+	return at, ok
+}
+
+// Ended reports when the Observer saw the grant with this fencing token
+// deleted (released, revoked or expired).
+func (o *Observer) Ended(rev int64) (time.Duration, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	at, ok := o.ended[rev]
+	return at, ok
+}
+
+// Grants returns every grant seen so far, in revision order.
+func (o *Observer) Grants() []RecordedGrant {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]RecordedGrant(nil), o.grants...)
+}
+
+// Sync waits until the Observer has seen every revision etcd has committed
+// now, so that Grants, Ended and Released answer for every write that took
+// effect before the call.
+func (o *Observer) Sync(ctx context.Context) error {
+	gctx, cancel := context.WithTimeout(ctx, observerDialTimeout)
+	resp, err := o.cli.Get(gctx, "/locksim-sync")
+	cancel()
+	if err != nil {
+		return err
+	}
+	target := resp.Header.Revision
+	// A progress request makes the watch report the current revision even
+	// when no key in its range changed.
+	for {
+		o.mu.Lock()
+		rev, seen := o.rev, o.seen
+		o.mu.Unlock()
+		if rev >= target {
+			return nil
+		}
+		_ = o.cli.RequestProgress(ctx)
+		select {
+		case <-seen:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Close stops the watch and closes the client. It is idempotent and returns
+// once the Observer's goroutine is gone.
+func (o *Observer) Close() error {
+	var err error
+	o.once.Do(func() {
+		o.cancel()
+		<-o.done
+		if cerr := o.cli.Close(); cerr != nil && !errors.Is(cerr, context.Canceled) {
+			err = cerr
+		}
+	})
+	return err
+}
