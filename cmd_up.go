@@ -125,7 +125,9 @@ func (m *Main) upConfig(args []string) (sim.Config, upFlags, int) {
 		EtcdLog:        *etcdLog,
 		DataDir:        *dataDir,
 		Pace:           *pace,
-		HistoryKeep:    sim.RecentOps, // hours of `up` in flat memory: the page checks the recent past
+		// Hours of `up` in flat memory: the page checks the recent past.
+		HistoryKeep:      sim.RecentOps,
+		EtcdRecordRetain: 10 * time.Minute,
 		Workload: sim.Workload{
 			Resources: splitList(*resources),
 			TTL:       *ttl,

@@ -353,7 +353,7 @@ func TestServeProcesses(t *testing.T) {
 		require.Eventually(t, func() bool {
 			up, found := metricValue(scrape(t, lb.url), "loadbalancer_backend_up", map[string]string{"backend": victim.url})
 			return found && up == 0
-		}, 5*time.Second, 50*time.Millisecond, "the balancer marks the killed backend down")
+		}, 30*time.Second, 50*time.Millisecond, "the balancer marks the killed backend down")
 		lbm := scrape(t, lb.url)
 		for _, s := range []*proc{servers[0], servers[2]} {
 			up, _ := metricValue(lbm, "loadbalancer_backend_up", map[string]string{"backend": s.url})
@@ -396,7 +396,7 @@ func TestServeProcesses(t *testing.T) {
 				resp.Body.Close()
 			}
 			return err != nil
-		}, 5*time.Second, 10*time.Millisecond, "a draining server takes no new connections")
+		}, 30*time.Second, 10*time.Millisecond, "a draining server takes no new connections")
 		select {
 		case r := <-got:
 			t.Fatalf("the acquire ended before the lock was released: %+v", r)

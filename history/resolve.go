@@ -25,6 +25,10 @@ type Record struct {
 	// Now is when the record was read: every write that took effect had
 	// taken effect by then.
 	Now int64
+	// From is when the record begins to be complete (0: from the start).
+	// An operation called before From is left unknown: what it did may be
+	// in the part of the record that was forgotten.
+	From int64
 }
 
 // Grant is one lock grant etcd recorded.
@@ -65,7 +69,7 @@ func Resolve(ops []Op, rec Record) ([]Op, int) {
 	synth, resolved := resolveAcquires(ops, rec)
 	for i := range ops {
 		op := &ops[i]
-		if op.Op != OpRelease || op.Outcome != Unknown {
+		if op.Op != OpRelease || op.Outcome != Unknown || op.Call < rec.From {
 			continue
 		}
 		resolved++
@@ -110,7 +114,7 @@ func resolveAcquires(ops []Op, rec Record) (synth []Op, resolved int) {
 		}
 		free := slices.DeleteFunc(slices.Clone(byOwner[client]), func(g Grant) bool { return claimed[g.Revision] })
 		for k, i := range idx {
-			if ops[i].Outcome != Unknown {
+			if ops[i].Outcome != Unknown || ops[i].Call < rec.From {
 				continue
 			}
 			resolved++

@@ -55,6 +55,22 @@ func TestResolveFromEtcdRecord(t *testing.T) {
 	assert.Equal(t, int64(10000), *got[5].Return, "no later acquire: it was over when the record was read")
 }
 
+// An operation called before the record is complete stays unknown: its
+// grant or receipt may be among what the record forgot.
+func TestResolveLeavesWhatTheRecordMayHaveForgotten(t *testing.T) {
+	unknown := Outcome(Unknown)
+	ops := []Op{
+		{Client: "client-1", Op: OpAcquire, Resource: "r", Call: 100, Outcome: unknown},
+		{Client: "client-1", Op: OpRelease, Resource: "r", Call: 150, Input: Input{LockToken: "t"}, Outcome: unknown},
+		{Client: "client-2", Op: OpAcquire, Resource: "r", Call: 300, Outcome: unknown},
+	}
+	got, n := Resolve(ops, Record{From: 200, Now: 1000})
+	assert.Equal(t, 1, n)
+	assert.Equal(t, unknown, got[0].Outcome, "called before the record begins")
+	assert.Equal(t, unknown, got[1].Outcome)
+	assert.Equal(t, Fail, got[2].Outcome, "called after it: no grant means none was made")
+}
+
 // Settling an unknown acquire from etcd can reveal a double grant that the
 // unknown outcome hid, and settling it as "not applied" keeps the history
 // linearizable.

@@ -135,7 +135,7 @@ func TestHealthLoopMarksBackendDownAndUp(t *testing.T) {
 	c := newClient(t)
 
 	b2.stop()
-	require.Eventually(t, func() bool { return !bal.Stats()[1].Up }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return !bal.Stats()[1].Up }, 30*time.Second, 5*time.Millisecond)
 	st := bal.Stats()[1]
 	assert.Equal(t, stamp, st.LastCheck, "checks are stamped with Config.Now")
 	assert.NotEmpty(t, st.LastError)
@@ -143,7 +143,7 @@ func TestHealthLoopMarksBackendDownAndUp(t *testing.T) {
 	assert.Equal(t, a.URL(), got.backend)
 
 	b2.restart()
-	require.Eventually(t, func() bool { return bal.Stats()[1].Up }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return bal.Stats()[1].Up }, 30*time.Second, 5*time.Millisecond)
 }
 
 // A /health answer other than 2xx/3xx (a lock server without etcd quorum

@@ -253,12 +253,12 @@ func TestWaiterKeepsItsPlacePastItsTTL(t *testing.T) {
 		}
 		first <- result{g, err}
 	}()
-	require.Eventually(t, waiters(1), 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, waiters(1), 30*time.Second, 10*time.Millisecond)
 	go func() {
 		g, err := c.Acquire(ctx, "fifo", 10*time.Second, 10*time.Second)
 		second <- result{g, err}
 	}()
-	require.Eventually(t, waiters(2), 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, waiters(2), 30*time.Second, 10*time.Millisecond)
 	<-time.After(3 * time.Second) // three of the first waiter's TTLs pass (not a condition to wait for)
 	require.True(t, waiters(2)(), "both waiters are still queued")
 	require.NoError(t, c.Release(ctx, "fifo", holder.LockToken))

@@ -114,7 +114,7 @@ func TestExpiredLockGoesToBlockedWaiter(t *testing.T) {
 	t.Logf("waiter granted after %v (holder ttl %v)", elapsed, holder.TTL)
 	assert.Greater(t, g.FencingToken, holder.FencingToken)
 	assert.Greater(t, elapsed, holder.TTL/2, "the waiter blocked while the lease lived")
-	assert.Less(t, elapsed, holder.TTL+time.Second, "granted within ttl+1s")
+	assert.Less(t, elapsed, holder.TTL+10*time.Second, "granted once the lease ended (generous: a busy machine is slow, not wrong)")
 	assert.ErrorIs(t, c.Release(ctx, "exp", holder.LockToken), ErrNotHeld, "the expired holder cannot release")
 }
 
@@ -169,7 +169,7 @@ func TestWaitersFIFOAcrossServers(t *testing.T) {
 			g, err := c.Acquire(ctx, res, 30*time.Second, 20*time.Second)
 			results <- result{i, g, err}
 		}()
-		require.Eventually(t, func() bool { return queued() == int64(i+1) }, 5*time.Second, 5*time.Millisecond, "waiter %d queued", i)
+		require.Eventually(t, func() bool { return queued() == int64(i+1) }, 30*time.Second, 5*time.Millisecond, "waiter %d queued", i)
 	}
 	assert.Equal(t, int64(5), s1.Stats().Waiters+s2.Stats().Waiters)
 	info, err := c2.Get(ctx, res)

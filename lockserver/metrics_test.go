@@ -112,13 +112,13 @@ func TestShutdownDrainsInFlightAcquire(t *testing.T) {
 		_, err := c.Acquire(context.Background(), "d:1", 5*time.Second, 10*time.Second)
 		got <- err
 	}()
-	require.Eventually(t, func() bool { return s.Stats().Waiters == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return s.Stats().Waiters == 1 }, 30*time.Second, 5*time.Millisecond)
 	shut := make(chan error, 1)
 	go func() { shut <- s.Shutdown(context.Background()) }()
 	require.Eventually(t, func() bool {
 		_, err := http.Get(s.URL() + "/health")
 		return err != nil
-	}, 5*time.Second, 5*time.Millisecond, "the listener closes at once")
+	}, 30*time.Second, 5*time.Millisecond, "the listener closes at once")
 	require.NoError(t, other.Release(t.Context(), "d:1", held.LockToken))
 	require.NoError(t, <-got, "the queued acquire was granted while draining")
 	require.NoError(t, <-shut)

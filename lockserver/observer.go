@@ -3,6 +3,7 @@ package lockserver
 import (
 	"context"
 	"errors"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -35,6 +36,9 @@ type Observer struct {
 	ended    map[int64]time.Duration  // fencing token -> when its deletion (release, revoke or expiry) was seen
 	rev      int64                    // last revision seen
 	seen     chan struct{}            // closed and replaced when rev moves
+	retain   time.Duration            // forget records older than this (0 = keep all)
+	from     time.Duration            // the record is complete from this time on
+	pruned   time.Duration            // when records were last forgotten
 }
 
 // HeldLock is who holds a lock in etcd, as an Observer last saw it.
@@ -99,13 +103,40 @@ func NewObserver(ctx context.Context, endpoints []string, now func() time.Durati
 	return o, nil
 }
 
+// Retain makes the Observer forget grants, deletions and receipts older than
+// d (0 keeps all): a sandbox that runs for hours keeps a flat record of its
+// recent past. From then tells from when on the record is complete.
+func (o *Observer) Retain(d time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.retain = d
+}
+
+// From is the time from which on the record is complete: every grant,
+// deletion and receipt etcd committed since then is in it. It is 0 unless
+// records were forgotten (Retain) or missed (the watch fell behind a
+// compaction of etcd's history).
+func (o *Observer) From() time.Duration {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.from
+}
+
 // loop applies watch events from revision from on, re-watching after errors.
+// A watch whose revision etcd compacted away starts again from the current
+// state: what happened in between is missed, and From says so.
 func (o *Observer) loop(ctx context.Context, from int64) {
 	defer close(o.done)
 	for ctx.Err() == nil {
 		wch := o.cli.Watch(ctx, InfoPrefix, clientv3.WithRange(WatchEnd), clientv3.WithRev(from),
 			clientv3.WithPrevKV(), clientv3.WithProgressNotify())
 		for resp := range wch {
+			if resp.CompactRevision > 0 {
+				if next, err := o.resync(ctx); err == nil {
+					from = next
+				}
+				break
+			}
 			if resp.Err() != nil {
 				break
 			}
@@ -118,10 +149,33 @@ func (o *Observer) loop(ctx context.Context, from int64) {
 	}
 }
 
+// resync reads the current lock records after the watch lost its place, and
+// returns the revision to watch from.
+func (o *Observer) resync(ctx context.Context) (int64, error) {
+	gctx, cancel := context.WithTimeout(ctx, observerDialTimeout)
+	resp, err := o.cli.Get(gctx, InfoPrefix, clientv3.WithRange(WatchEnd))
+	cancel()
+	if err != nil {
+		return 0, err
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	present := map[string]bool{}
+	for _, kv := range resp.Kvs {
+		o.putLocked(string(kv.Key), kv.Value, kv.CreateRevision, kv.Lease) // a grant already known is not recorded twice
+		present[strings.TrimPrefix(string(kv.Key), InfoPrefix)] = true
+	}
+	maps.DeleteFunc(o.held, func(res string, _ HeldLock) bool { return !present[res] })
+	o.from = o.now()
+	o.rev = max(o.rev, resp.Header.Revision)
+	return resp.Header.Revision + 1, nil
+}
+
 // apply records one watch answer and returns the next revision to watch from.
 func (o *Observer) apply(resp clientv3.WatchResponse) int64 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	defer o.pruneLocked()
 	for _, ev := range resp.Events {
 		key := string(ev.Kv.Key)
 		switch ev.Type {
@@ -142,6 +196,28 @@ func (o *Observer) apply(resp clientv3.WatchResponse) int64 {
 		o.seen = make(chan struct{})
 	}
 	return o.rev + 1
+}
+
+// pruneLocked forgets records older than retain, a tenth of retain at a
+// time.
+func (o *Observer) pruneLocked() {
+	now := o.now()
+	if o.retain <= 0 || now-o.pruned < o.retain/10 {
+		return
+	}
+	o.pruned = now
+	horizon := now - o.retain
+	if horizon <= o.from {
+		return
+	}
+	o.from = horizon
+	n := 0
+	for n < len(o.grants) && o.grants[n].Seen < horizon {
+		n++
+	}
+	o.grants = append([]RecordedGrant(nil), o.grants[n:]...)
+	maps.DeleteFunc(o.ended, func(_ int64, at time.Duration) bool { return at < horizon })
+	maps.DeleteFunc(o.released, func(_ string, at time.Duration) bool { return at < horizon })
 }
 
 // putLocked records a put of a receipt, a grant (the record is created: rev

@@ -1,6 +1,7 @@
 package lockserver
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,4 +73,66 @@ func TestObserverSeesGrantsReleasesAndExpiries(t *testing.T) {
 	assert.Equal(t, []int64{pre.FencingToken, g.FencingToken, exp.FencingToken}, revs, "every grant, in revision order")
 	require.NoError(t, o.Close())
 	require.NoError(t, o.Close(), "Close is idempotent")
+}
+
+// With Retain, the Observer forgets grants, deletions and receipts older
+// than it and says from when on its record is complete.
+func TestObserverForgetsOldRecords(t *testing.T) {
+	te := startEtcd(t)
+	_, c := startServer(t, te, nil)
+	ctx := t.Context()
+	var clock atomic.Int64
+	o, err := NewObserver(ctx, []string{te.url}, func() time.Duration { return time.Duration(clock.Load()) })
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, o.Close()) })
+	o.Retain(10 * time.Second)
+
+	old, err := c.Acquire(ctx, "old", 30*time.Second, 0)
+	require.NoError(t, err)
+	require.NoError(t, c.Release(ctx, "old", old.LockToken))
+	require.NoError(t, o.Sync(ctx))
+	require.Len(t, o.Grants(), 1)
+	assert.Zero(t, o.From(), "nothing forgotten yet")
+
+	clock.Store(int64(time.Minute))
+	g, err := c.Acquire(ctx, "new", 30*time.Second, 0)
+	require.NoError(t, err)
+	require.NoError(t, o.Sync(ctx))
+	grants := o.Grants()
+	require.Len(t, grants, 1, "the old grant is forgotten")
+	assert.Equal(t, g.FencingToken, grants[0].Revision)
+	_, ok := o.Released(HashToken(old.LockToken))
+	assert.False(t, ok, "its receipt too")
+	_, ok = o.Ended(old.FencingToken)
+	assert.False(t, ok, "and its end")
+	assert.Equal(t, 50*time.Second, o.From(), "complete from a minute minus ten seconds on")
+}
+
+// After the watch lost its place (etcd compacted the revisions it had not
+// seen), resync takes the current locks: a grant already known is not
+// recorded twice, a lock gone meanwhile is no longer held, and From says
+// that what happened before is not known.
+func TestObserverResyncAfterALostWatch(t *testing.T) {
+	te := startEtcd(t)
+	_, c := startServer(t, te, nil)
+	ctx := t.Context()
+	var clock atomic.Int64
+	o, err := NewObserver(ctx, []string{te.url}, func() time.Duration { return time.Duration(clock.Load()) })
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, o.Close()) })
+	_, err = c.Acquire(ctx, "kept", 30*time.Second, 0)
+	require.NoError(t, err)
+	require.NoError(t, o.Sync(ctx))
+	require.Len(t, o.Grants(), 1)
+	o.mu.Lock()
+	o.held["ghost"] = HeldLock{Owner: "nobody", FencingToken: 1} // released while the watch was lost
+	o.mu.Unlock()
+
+	clock.Store(int64(time.Minute))
+	_, err = o.resync(ctx)
+	require.NoError(t, err)
+	assert.Len(t, o.Grants(), 1, "the held lock's grant is not recorded twice")
+	assert.Contains(t, o.Held(), "kept")
+	assert.NotContains(t, o.Held(), "ghost")
+	assert.Equal(t, time.Minute, o.From())
 }

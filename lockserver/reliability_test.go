@@ -225,7 +225,7 @@ func TestCrashedWaiterLeavesTheQueueByItsTimeout(t *testing.T) {
 	require.Eventually(t, func() bool {
 		info, err := c1.Get(ctx, "w")
 		return err == nil && info.Waiters == 1
-	}, 5*time.Second, 5*time.Millisecond, "the waiter queued")
+	}, 30*time.Second, 5*time.Millisecond, "the waiter queued")
 	require.NoError(t, s2.Close()) // crash: nothing is cleaned up in etcd
 	<-waited
 	require.NoError(t, c1.Release(ctx, "w", holder.LockToken))

@@ -79,6 +79,10 @@ type Config struct {
 	// StreamHistory streams every operation to a file as it ends, so that
 	// History returns the whole history even with HistoryKeep set.
 	StreamHistory bool
+	// EtcdRecordRetain bounds how long the Observer remembers grants,
+	// deletions and release receipts (0 = all): unknown outcomes older than
+	// that are then left unknown.
+	EtcdRecordRetain time.Duration
 	// Pace is PaceFast (default) or PaceClassroom: slow Raft timing (100 ms
 	// ticks, 1 s elections), and a workload of at least a 10 s TTL, a 5 s
 	// wait, a 2 s hold and a 1 s think, so that a room can follow each step.
@@ -207,6 +211,8 @@ func (c *Config) validate() error {
 		return bad("policy must be round-robin or least-connections, got %q", c.Policy)
 	case c.Unsafe != "" && c.Unsafe != scenarios.UnsafeCheckThenSet:
 		return bad("unsafe mode must be check-then-set, got %q", c.Unsafe)
+	case c.EtcdRecordRetain < 0:
+		return bad("etcd record retain must not be negative, got %s", c.EtcdRecordRetain)
 	case c.HistoryKeep < 0:
 		return bad("history keep must not be negative, got %d", c.HistoryKeep)
 	case c.Pace != PaceFast && c.Pace != PaceClassroom:

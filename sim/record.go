@@ -17,13 +17,14 @@ func (sb *Sandbox) EtcdRecord(ops []history.Op) history.Record {
 
 // lockRecord is what EtcdRecord reads of the lockserver.Observer.
 type lockRecord interface {
+	From() time.Duration
 	Grants() []lockserver.RecordedGrant
 	Ended(rev int64) (time.Duration, bool)
 	Released(hash string) (time.Duration, bool)
 }
 
 func etcdRecord(o lockRecord, now time.Duration, ops []history.Op) history.Record {
-	rec := history.Record{Now: int64(now), Released: map[string]int64{}}
+	rec := history.Record{Now: int64(now), From: int64(o.From()), Released: map[string]int64{}}
 	for _, g := range o.Grants() {
 		hg := history.Grant{Owner: g.Owner, Resource: g.Resource, Revision: g.Revision, TTL: g.TTL, Seen: int64(g.Seen)}
 		if end, ok := o.Ended(g.Revision); ok {

@@ -11,12 +11,14 @@ import (
 )
 
 type fakeRecord struct {
+	from     time.Duration
 	grants   []lockserver.RecordedGrant
 	ended    map[int64]time.Duration
 	released map[string]time.Duration
 }
 
 func (f fakeRecord) Grants() []lockserver.RecordedGrant { return f.grants }
+func (f fakeRecord) From() time.Duration                { return f.from }
 func (f fakeRecord) Ended(rev int64) (time.Duration, bool) {
 	at, ok := f.ended[rev]
 	return at, ok
@@ -36,6 +38,7 @@ func TestEtcdRecordFromObserver(t *testing.T) {
 		},
 		released: map[string]time.Duration{lockserver.HashToken("tok-20"): 999, lockserver.HashToken("tok-ok"): 5},
 		ended:    map[int64]time.Duration{10: 250},
+		from:     42,
 	}
 	unknown := history.Outcome(history.Unknown)
 	ret := int64(7)
@@ -50,4 +53,5 @@ func TestEtcdRecordFromObserver(t *testing.T) {
 	}, got.Grants)
 	assert.Equal(t, map[string]int64{"tok-20": 999}, got.Released)
 	assert.Equal(t, int64(10_000), got.Now)
+	assert.Equal(t, int64(42), got.From)
 }

@@ -168,6 +168,7 @@ func (sb *Sandbox) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	obs.Retain(sb.cfg.EtcdRecordRetain)
 	sb.observer = obs
 	return nil
 }

@@ -93,7 +93,7 @@ func TestBrowserStepModeNarratesAndContinues(t *testing.T) {
 	require.NoError(t, b.Click(`#step-mode`))
 	require.NoError(t, b.Click(`[data-action=run-scenario]`))
 	require.NoError(t, b.WaitJS(`document.querySelector('#narration').classList.contains('waiting') && !document.querySelector('#continue').disabled`, 10*time.Second))
-	require.NoError(t, b.WaitJS(`document.querySelector('#narration').dataset.step === '0'`, time.Second))
+	require.NoError(t, b.WaitJS(`document.querySelector('#narration').dataset.step === '0'`, 5*time.Second))
 	require.NoError(t, b.Click(`#continue`))
 	require.NoError(t, b.WaitJS(`document.querySelector('#narration').dataset.step === '1' && document.querySelector('#narration .note').textContent.includes('frozen')`, 5*time.Second))
 	require.NoError(t, b.WaitJS(`document.querySelector('#clients-g [data-client="client-1"]').dataset.paused === 'true'`, 5*time.Second))
@@ -110,7 +110,7 @@ func TestBrowserExplainsAViolation(t *testing.T) {
 	b := webtest.NewBrowser(t)
 	require.NoError(t, b.Navigate(s.URL()))
 	require.NoError(t, b.WaitJS(`document.querySelectorAll('#timeline rect.op').length > 0`, 10*time.Second))
-	require.NoError(t, b.WaitJS(`document.querySelector('#explanations').hidden && !document.querySelector('#timeline rect.op.explained')`, time.Second),
+	require.NoError(t, b.WaitJS(`document.querySelector('#explanations').hidden && !document.querySelector('#timeline rect.op.explained')`, 5*time.Second),
 		"nothing is explained while the checks pass")
 	require.NoError(t, toy.Do(t.Context(), Command{Action: ActionFencing, Value: false}))
 	require.NoError(t, toy.Do(t.Context(), Command{Action: "pause", Target: "client-1"}))

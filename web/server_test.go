@@ -66,7 +66,7 @@ func TestViewerGetsSnapshotThenEveryOpInOrder(t *testing.T) {
 	snap := Frame{Seq: 5, T: 500, Pace: "fast", Members: []Member{{Name: "etcd-1", Up: true, Leader: true}}, Ops: opsUpTo(1, 5)}
 	src := newFakeSource(snap)
 	s := startServer(t, Config{SendInterval: 20 * time.Millisecond}, src, nil)
-	require.Eventually(t, func() bool { return src.subscribers() == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return src.subscribers() == 1 }, 30*time.Second, 5*time.Millisecond)
 
 	c, _, err := dial(t, s, "")
 	require.NoError(t, err)
@@ -78,7 +78,7 @@ func TestViewerGetsSnapshotThenEveryOpInOrder(t *testing.T) {
 		src.push(Frame{Seq: i, T: int64(i) * 100, Pace: "fast", Ops: []Op{opsUpTo(i, i)[0]}})
 		if i%20 == 0 { // bursts of 20 frames, well within the subscription's buffer
 			want := int(i - 4)
-			require.Eventually(t, func() bool { return s.Stats().Recorded == want }, 5*time.Second, time.Millisecond)
+			require.Eventually(t, func() bool { return s.Stats().Recorded == want }, 30*time.Second, time.Millisecond)
 		}
 	}
 	var msgs int
@@ -110,14 +110,14 @@ func TestSlowViewerIsDroppedAndProducerKeepsItsRate(t *testing.T) {
 		WriteTimeout: 300 * time.Millisecond,
 		MaxFrames:    50,
 	}, src, nil)
-	require.Eventually(t, func() bool { return src.subscribers() == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return src.subscribers() == 1 }, 30*time.Second, 5*time.Millisecond)
 
 	stalled, _, err := dial(t, s, "") // never reads
 	require.NoError(t, err)
 	_ = stalled
 	healthy, _, err := dial(t, s, "")
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return s.Stats().Viewers == 2 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return s.Stats().Viewers == 2 }, 30*time.Second, 5*time.Millisecond)
 
 	// The healthy viewer reads everything in the background.
 	lastSeq := make(chan uint64, 1024)
@@ -334,10 +334,10 @@ func TestExportWithoutExporterIsNotFound(t *testing.T) {
 func TestFramesAreRecordedForReplay(t *testing.T) {
 	src := newFakeSource(Frame{Seq: 3, Ops: opsUpTo(1, 3)})
 	s := startServer(t, Config{SendInterval: 10 * time.Millisecond}, src, nil)
-	require.Eventually(t, func() bool { return src.subscribers() == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return src.subscribers() == 1 }, 30*time.Second, 5*time.Millisecond)
 	src.push(Frame{Seq: 4, Ops: opsUpTo(4, 4)})
 	src.push(Frame{Seq: 5, Ops: opsUpTo(5, 5)})
-	require.Eventually(t, func() bool { return s.Stats().Recorded == 3 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return s.Stats().Recorded == 3 }, 30*time.Second, 5*time.Millisecond)
 
 	var got []Frame
 	getJSON(t, s.URL()+"api/frames", &got)
@@ -419,7 +419,7 @@ func TestMaxViewers(t *testing.T) {
 	s := startServer(t, Config{MaxViewers: 1}, newFakeSource(Frame{Seq: 1}), nil)
 	_, _, err := dial(t, s, "")
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return s.Stats().Viewers == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return s.Stats().Viewers == 1 }, 30*time.Second, 5*time.Millisecond)
 	_, resp, err := dial(t, s, "")
 	require.Error(t, err)
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
@@ -435,7 +435,7 @@ func TestCloseIsIdempotentAndLeavesNothingBehind(t *testing.T) {
 	require.NoError(t, err)
 	defer c.Close()
 	readFrame(t, c)
-	require.Eventually(t, func() bool { return s.Stats().Viewers == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return s.Stats().Viewers == 1 }, 30*time.Second, 5*time.Millisecond)
 
 	require.NoError(t, s.Close())
 	require.NoError(t, s.Close())
