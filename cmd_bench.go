@@ -81,6 +81,36 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// printCPU prints where the CPU goes: each component's CPU time per cycle.
+func printCPU(m *Main, rep *bench.Report) {
+	var rows []bench.Row
+	for _, r := range rep.Rows {
+		if len(r.CPUUsPerCycle) > 0 {
+			rows = append(rows, r)
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintln(m.Stdout, "\nCPU time per cycle, µs, by component (one process on the shared cores; haproxy is its own):")
+	tw := tabwriter.NewWriter(m.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "name\tclients\tkeys\t")
+	for _, c := range bench.CPUComponents {
+		fmt.Fprintf(tw, "%s\t", c)
+	}
+	fmt.Fprintln(tw, "total\t")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t", r.Name, r.Concurrency, r.Keys)
+		total := 0.0
+		for _, c := range bench.CPUComponents {
+			total += r.CPUUsPerCycle[c]
+			fmt.Fprintf(tw, "%.0f\t", r.CPUUsPerCycle[c])
+		}
+		fmt.Fprintf(tw, "%.0f\t\n", total)
+	}
+	_ = tw.Flush()
+}
+
 func printBench(m *Main, rep *bench.Report) {
 	tw := tabwriter.NewWriter(m.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "name\tclients\tkeys\tcycles/s\tp50 ms\tp95 ms\tp99 ms\twrites/cycle\tgrant txns/cycle\twake-ups/cycle\tallocs/cycle\terrors\t")
@@ -89,6 +119,7 @@ func printBench(m *Main, rep *bench.Report) {
 			r.CyclesPerSec, r.P50Ms, r.P95Ms, r.P99Ms, r.WritesPerCycle, r.GrantTxnsPerCycle, r.WakeupsPerCycle, r.AllocsPerCycle, r.Errors)
 	}
 	_ = tw.Flush()
+	printCPU(m, rep)
 	for _, r := range rep.Rows {
 		switch {
 		case r.Held > 0:

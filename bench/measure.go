@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -71,6 +72,11 @@ func (env *benchEnv) measure(ctx context.Context, name, keys string, n int, d ti
 	defer cancel()
 	first := make(chan struct{})
 	var firstOnce sync.Once
+	haPID := 0
+	if name == HAProxy && env.haproxy != nil && env.haproxy.cmd.Process != nil {
+		haPID = env.haproxy.cmd.Process.Pid
+	}
+	cpu := startCPU(haPID)
 	timer := time.AfterFunc(d, func() {
 		select {
 		case <-first:
@@ -87,6 +93,7 @@ func (env *benchEnv) measure(ctx context.Context, name, keys string, n int, d ti
 			key = fmt.Sprintf("bench/%d/%d", run, i)
 		}
 		wg.Go(func() {
+			pprof.SetGoroutineLabels(pprof.WithLabels(pctx, pprof.Labels("component", cpuClients)))
 			for pctx.Err() == nil {
 				t0 := time.Now()
 				attempts.Add(1)
@@ -113,6 +120,7 @@ func (env *benchEnv) measure(ctx context.Context, name, keys string, n int, d ti
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	byComponent, cerr := cpu.stop()
 	idx1, txn1 := env.commitIndex(), env.grantTxns()
 	runtime.ReadMemStats(&ms1)
 	all := slices.Concat(lats...)
@@ -121,6 +129,12 @@ func (env *benchEnv) measure(ctx context.Context, name, keys string, n int, d ti
 		row.CyclesPerSec = c / elapsed.Seconds()
 		row.WritesPerCycle = float64(idx1-idx0) / c
 		row.AllocsPerCycle = float64(ms1.Mallocs-ms0.Mallocs) / c
+		if cerr == nil && len(byComponent) > 0 {
+			row.CPUUsPerCycle = map[string]float64{}
+			for k, v := range byComponent {
+				row.CPUUsPerCycle[k] = float64(v.Microseconds()) / c
+			}
+		}
 		if name == Direct || name == Balancer || name == HAProxy {
 			row.GrantTxnsPerCycle = float64(txn1-txn0) / c
 			row.WakeupsPerCycle = max(0, float64(txn1-txn0-attempts.Load())/c)

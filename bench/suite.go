@@ -172,7 +172,11 @@ type Row struct {
 	// the process RSS grown per held lock (scale rows).
 	DBBytesPerLock  float64 `json:"dbBytesPerLock,omitempty"`
 	RSSBytesPerLock float64 `json:"rssBytesPerLock,omitempty"`
-	Note            string  `json:"note,omitempty"`
+	// CPUUsPerCycle is the CPU time per cycle, in microseconds, of each
+	// component (CPUComponents: clients, balancer, haproxy, lockserver,
+	// etcd, runtime): where the shared cores go (see cpu.go).
+	CPUUsPerCycle map[string]float64 `json:"cpuUsPerCycle,omitempty"`
+	Note          string             `json:"note,omitempty"`
 }
 
 // Report is the result of Run.
@@ -316,10 +320,10 @@ func newBenchEnv(ctx context.Context, cfg benchEnvConfig) (env *benchEnv, err er
 	if err != nil {
 		return nil, err
 	}
-	if err := c.Start(ctx); err != nil {
+	env.cluster = c
+	if err := labeled(ctx, cpuEtcd, c.Start); err != nil {
 		return nil, err
 	}
-	env.cluster = c
 	urls := c.ClientURLs()
 	backends := make([]string, 0, 3)
 	for i := range 3 {
@@ -327,10 +331,10 @@ func newBenchEnv(ctx context.Context, cfg benchEnvConfig) (env *benchEnv, err er
 		if err != nil {
 			return nil, err
 		}
-		if err := s.Start(ctx); err != nil {
+		env.servers = append(env.servers, s)
+		if err := labeled(ctx, cpuLockServer, s.Start); err != nil {
 			return nil, err
 		}
-		env.servers = append(env.servers, s)
 		backends = append(backends, "http://"+s.Addr())
 	}
 	// The design's balancer: round robin, a health check every 2 s.
@@ -338,16 +342,22 @@ func newBenchEnv(ctx context.Context, cfg benchEnvConfig) (env *benchEnv, err er
 	if err != nil {
 		return nil, err
 	}
-	if err := lb.Start(ctx); err != nil {
+	env.lb = lb
+	if err := labeled(ctx, cpuBalancer, lb.Start); err != nil {
 		return nil, err
 	}
-	env.lb = lb
-	for range 3 {
-		cli, err := clientv3.New(clientv3.Config{Endpoints: urls, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
-		if err != nil {
-			return nil, err
+	err = labeled(ctx, cpuClients, func(context.Context) error { // the raw and Mutex paths' own etcd clients
+		for range 3 {
+			cli, err := clientv3.New(clientv3.Config{Endpoints: urls, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+			if err != nil {
+				return err
+			}
+			env.etcd = append(env.etcd, cli)
 		}
-		env.etcd = append(env.etcd, cli)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	env.tr = &http.Transport{Proxy: nil, MaxIdleConns: 0, MaxIdleConnsPerHost: 1024, IdleConnTimeout: 90 * time.Second}
 	env.hc = &http.Client{Transport: env.tr}

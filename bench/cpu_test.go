@@ -1,0 +1,46 @@
+package bench
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// spin burns CPU for d (of wall time) on the calling goroutine.
+func spin(d time.Duration) int {
+	n := 0
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		n++
+	}
+	return n
+}
+
+// CPU spent by goroutines started under a component's label is that
+// component's, also for goroutines those goroutines start in turn.
+func TestCPUIsSplitByComponentLabel(t *testing.T) {
+	m := startCPU(0)
+	require.True(t, m.on, "no other CPU profile is running")
+	done := make(chan struct{})
+	require.NoError(t, labeled(context.Background(), cpuEtcd, func(context.Context) error {
+		go func() { // started by a labeled goroutine: inherits the label
+			defer close(done)
+			spin(400 * time.Millisecond)
+		}()
+		return nil
+	}))
+	<-done
+	got, err := m.stop()
+	require.NoError(t, err)
+	assert.Positive(t, got[cpuEtcd], "the spinning goroutine's CPU is etcd's")
+	assert.Greater(t, got[cpuEtcd], got[cpuClients], "nothing ran as a client")
+}
+
+func TestProcessCPUReadsProc(t *testing.T) {
+	before := processCPU(os.Getpid())
+	spin(200 * time.Millisecond)
+	assert.Greater(t, processCPU(os.Getpid()), before)
+}
