@@ -221,9 +221,10 @@ func (sb *Sandbox) setPaused(name string, paused bool) error {
 }
 
 // Cut drops traffic from one component to another, one direction only. Links
-// between etcd members are cut in etcd's own peer transport; every other link
-// (client -> balancer -> lock server -> etcd member) in the sandbox's network
-// emulator, where a cut link stalls like a black hole.
+// between etcd members are cut at the members' peer proxies (see
+// cluster.Cut); every other link (client -> balancer -> lock server -> etcd
+// member) in the sandbox's network emulator, where a cut link stalls like a
+// black hole.
 func (sb *Sandbox) Cut(from, to string) error {
 	defer sb.triggers.releaseAll()
 	for _, n := range []string{from, to} {
@@ -266,10 +267,7 @@ func (sb *Sandbox) Delay(from, to string, latency, jitter time.Duration) error {
 		if sb.cluster == nil {
 			return ErrExternal
 		}
-		// Each member has one advertised peer URL, so a delay between
-		// members is set on the sending member's peer proxy: it slows every
-		// Raft message `from` sends (see cluster.SetDelay).
-		return sb.cluster.SetDelay(from, latency, jitter)
+		return sb.cluster.SetDelay(from, to, latency, jitter)
 	}
 	sb.net.SetDelay(from, to, latency, jitter)
 	return nil

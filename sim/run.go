@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/locksim/locksim/faults"
@@ -136,14 +135,7 @@ func RunScenario(ctx context.Context, sc *scenarios.Scenario, opts RunOptions) (
 
 // ScenarioConfig turns a scenario variant into a sandbox configuration.
 func ScenarioConfig(sc *scenarios.Scenario, eff scenarios.Effective, seed int64) Config {
-	proxies := false
-	for _, st := range sc.Steps {
-		if st.Fault == scenarios.FaultDelay && strings.Count(st.Link, "etcd-") == 2 {
-			proxies = true
-		}
-	}
 	return Config{
-		PeerProxies: proxies,
 		TickMs:      uint(sc.Raft.TickMs),
 		ElectionMs:  uint(sc.Raft.ElectionMs),
 		LockServers: sc.Topology.LockServers,
