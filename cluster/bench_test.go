@@ -17,7 +17,7 @@ import (
 // through the leader with members dialling each other directly and through
 // the proxies. Compare the two as a ratio within one run:
 //
-//	go test -run '^$' -bench PeerProxies -benchtime 3000x ./cluster/
+//	go test -run '^$' -bench PeerProxies -benchtime 5000x ./cluster/
 func BenchmarkPeerProxies(b *testing.B) {
 	for _, clients := range []int{1, 16} {
 		for _, direct := range []bool{true, false} {

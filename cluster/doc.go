@@ -45,8 +45,11 @@
 // state may drop or delay (see Links and Delays). The proxies live from Start
 // to Close and outlive crashes of their member: while it is down, every
 // request is aborted, as a closed port would refuse it, and its peers retry.
-// Cost on this 2-core machine: BenchmarkPeerProxies (txn/s through the leader,
-// proxied vs direct).
+// On an open link a message is copied straight through (no extra goroutine).
+// Cost, measured with BenchmarkPeerProxies (txns through the leader, medians
+// of 5 interleaved rounds, 2 cores, no -race): one client 275 µs a txn
+// instead of 240 (0.87x the direct throughput); 16 clients about 14,000
+// txn/s either way (pairwise ratios 0.72-1.65, median 1.05).
 //
 // # Links
 //
