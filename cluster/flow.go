@@ -53,7 +53,7 @@ type flow struct {
 	// closeSrc: Close and abort close src. Not for a server's request body,
 	// whose Close waits for a concurrent Read; the server closes it itself.
 	closeSrc bool
-	wg       *sync.WaitGroup
+	spawn    func(func()) // starts the pump
 	chunks   chan flowChunk
 	gone     <-chan struct{} // the exchange's context is done: nobody waits any more
 	done     chan struct{}   // closed by Close
@@ -68,14 +68,15 @@ type flow struct {
 }
 
 // newFlow makes a flow over src (nil: no body) on the link from -> to, for
-// an exchange that ends with ctx. A pump it starts is counted in wg.
-func newFlow(ctx context.Context, nw *network, wg *sync.WaitGroup, from, to int, signal bool, src io.ReadCloser, closeSrc bool) *flow {
+// an exchange that ends with ctx. spawn starts its pump if it needs one (the
+// proxy counts it, or refuses once closing: the flow then ends with ctx).
+func newFlow(ctx context.Context, nw *network, spawn func(func()), from, to int, signal bool, src io.ReadCloser, closeSrc bool) *flow {
 	if src == nil {
 		src = http.NoBody
 	}
 	return &flow{
 		nw: nw, from: from, to: to, signal: signal,
-		src: src, closeSrc: closeSrc, wg: wg,
+		src: src, closeSrc: closeSrc, spawn: spawn,
 		gone:    ctx.Done(),
 		chunks:  make(chan flowChunk, 64),
 		done:    make(chan struct{}),
@@ -88,7 +89,7 @@ func newFlow(ctx context.Context, nw *network, wg *sync.WaitGroup, from, to int,
 func (f *flow) startPump() {
 	f.once.pump.Do(func() {
 		f.pumped = true
-		f.wg.Go(f.pump)
+		f.spawn(f.pump)
 	})
 }
 

@@ -104,13 +104,16 @@ func TestNetworkJitterKeepsOrderAndBounds(t *testing.T) {
 	assert.Greater(t, len(spread), 5, "jitter varies")
 }
 
+// goIn is a flow's spawn that counts the pump in wg.
+func goIn(wg *sync.WaitGroup) func(func()) { return func(fn func()) { wg.Go(fn) } }
+
 // pipeFlow starts a flow over a pipe on link 0->1 of nw; write to the
 // returned writer, read from the flow.
 func pipeFlow(t *testing.T, nw *network) (*flow, *io.PipeWriter, *sync.WaitGroup) {
 	t.Helper()
 	pr, pw := io.Pipe()
 	var wg sync.WaitGroup
-	f := newFlow(t.Context(), nw, &wg, 0, 1, false, pr, true)
+	f := newFlow(t.Context(), nw, goIn(&wg), 0, 1, false, pr, true)
 	return f, pw, &wg
 }
 
@@ -201,12 +204,12 @@ func TestFlowArriveHoldsALostHeaderUntilTheReceiverGivesUp(t *testing.T) {
 		var wg sync.WaitGroup
 		ctx, cancel := context.WithTimeout(t.Context(), time.Hour)
 		defer cancel()
-		f := newFlow(ctx, nw, &wg, 0, 1, false, nil, true)
+		f := newFlow(ctx, nw, goIn(&wg), 0, 1, false, nil, true)
 		start := time.Now()
 		assert.ErrorIs(t, f.arrive(), errLost)
 		assert.Equal(t, time.Hour, time.Since(start), "held until the receiver gave up")
 
-		sig := newFlow(t.Context(), nw, &wg, 0, 1, true, nil, true)
+		sig := newFlow(t.Context(), nw, goIn(&wg), 0, 1, true, nil, true)
 		assert.NoError(t, sig.arrive(), "a transport signal passes a cut")
 		require.NoError(t, f.Close())
 		require.NoError(t, sig.Close())
@@ -222,7 +225,7 @@ func TestFlowEndsWithItsExchange(t *testing.T) {
 		pr, pw := io.Pipe()
 		ctx, cancel := context.WithCancel(t.Context())
 		var wg sync.WaitGroup
-		f := newFlow(ctx, nw, &wg, 0, 1, false, pr, true)
+		f := newFlow(ctx, nw, goIn(&wg), 0, 1, false, pr, true)
 		go func() { _, _ = pw.Write([]byte("held for an hour")) }()
 		start := time.Now()
 		time.AfterFunc(time.Minute, cancel)

@@ -36,7 +36,7 @@ type peerProxy struct {
 	served chan struct{} // closed when srv.Serve has returned
 
 	// mu guards closed; wg counts handlers and flow pumps, which only start
-	// while !closed (so that close can wait for them).
+	// while !closed (enter), so that close can wait for them.
 	mu     sync.Mutex
 	closed bool
 	wg     sync.WaitGroup
@@ -103,14 +103,33 @@ func classify(r *http.Request) (requestSignal, responseSignal bool) {
 	return false, false
 }
 
-func (p *peerProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// enter counts a goroutine that close waits for (the caller calls
+// p.wg.Done), unless the proxy is closing.
+func (p *peerProxy) enter() bool {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.closed {
-		p.mu.Unlock()
-		panic(http.ErrAbortHandler)
+		return false
 	}
 	p.wg.Add(1)
-	p.mu.Unlock()
+	return true
+}
+
+// spawn runs a flow's pump in a goroutine that close waits for; once the
+// proxy is closing it runs nothing (the flow then ends with its exchange).
+func (p *peerProxy) spawn(fn func()) {
+	if p.enter() {
+		go func() {
+			defer p.wg.Done()
+			fn()
+		}()
+	}
+}
+
+func (p *peerProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !p.enter() {
+		panic(http.ErrAbortHandler)
+	}
 	defer p.wg.Done()
 
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
@@ -123,7 +142,7 @@ func (p *peerProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reqSignal, respSignal := classify(r)
-	in := newFlow(r.Context(), p.nw, &p.wg, from, p.to, reqSignal, r.Body, false)
+	in := newFlow(r.Context(), p.nw, p.spawn, from, p.to, reqSignal, r.Body, false)
 	defer in.Close()
 	if err := in.arrive(); err != nil {
 		panic(http.ErrAbortHandler)
@@ -138,7 +157,7 @@ func (p *peerProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (p *peerProxy) response(resp *http.Response) error {
 	ctx := resp.Request.Context()
 	l, _ := ctx.Value(respKey{}).(respLink)
-	out := newFlow(ctx, p.nw, &p.wg, p.to, l.to, l.signal, resp.Body, true)
+	out := newFlow(ctx, p.nw, p.spawn, p.to, l.to, l.signal, resp.Body, true)
 	resp.Body = out // closed by the ReverseProxy, also on error
 	return out.arrive()
 }
