@@ -23,6 +23,9 @@ const (
 	stateClosed
 )
 
+// pkiDir is the directory, inside the data root, of the peer certificates.
+const pkiDir = "peer-tls"
+
 // startAttempts bounds how often Start retries with fresh ports after a port
 // clash ("address already in use").
 const startAttempts = 4
@@ -42,15 +45,19 @@ type Cluster struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	// mu guards state, members[i].etcd/id/ports/dir, cuts, proxies and delays.
+	// mu guards state, members[i].etcd/id/ports/dir and proxies.
 	mu      sync.RWMutex
 	state   state
 	members []*member
-	cuts    linkMatrix
-	// proxies[i] fronts member i's peer listener (PeerProxies only; nil
-	// before Start and after Close); delays[i] is what SetDelay put on it.
+	// nw holds the cuts and delays of every directed link; proxies[i] fronts
+	// member i's peer listener and relays through nw (nil before Start and
+	// after Close). pki holds the members' peer certificates (from Start on).
+	nw      *network
 	proxies []*peerProxy
-	delays  []linkDelay
+	pki     *peerPKI
+	// direct (benchmarks only, set before Start): no proxies, no TLS; the
+	// members dial each other's listeners and no link fault has any effect.
+	direct bool
 
 	// stoppers tracks the background halves of Crash.
 	stoppers sync.WaitGroup
@@ -74,7 +81,7 @@ func New(cfg Config) (*Cluster, error) {
 		cancel:    func() { cancel(ErrClosed) },
 		cfg:       cfg,
 		opMu:      make([]sync.Mutex, cfg.Members),
-		cuts:      newLinkMatrix(cfg.Members),
+		nw:        newNetwork(cfg.Members, uint64(cfg.Seed)),
 		logger:    zap.NewNop(),
 		closeLogs: func() {},
 	}
@@ -89,10 +96,7 @@ func New(cfg Config) (*Cluster, error) {
 }
 
 func (c *Cluster) allocatePorts() error {
-	per := 2 // peer, client
-	if c.cfg.PeerProxies {
-		per = 3 // advertised (proxy), client, real peer listener
-	}
+	const per = 3 // advertised peer port (the proxy's), client, real peer listener
 	ports, err := freePorts(c.cfg.Host, per*len(c.members))
 	if err != nil {
 		return err
@@ -101,9 +105,9 @@ func (c *Cluster) allocatePorts() error {
 	defer c.mu.Unlock()
 	for i, m := range c.members {
 		p := ports[per*i:]
-		m.peerPort, m.clientPort, m.listenPort = p[0], p[1], p[0]
-		if c.cfg.PeerProxies {
-			m.listenPort = p[2]
+		m.peerPort, m.clientPort, m.listenPort = p[0], p[1], p[2]
+		if c.direct {
+			m.listenPort = m.peerPort
 		}
 	}
 	return nil
@@ -187,8 +191,13 @@ func (c *Cluster) prepareDirs() error {
 		c.logger = zap.New(zapcore.NewCore(enc, ws, zapcore.InfoLevel))
 		c.closeLogs = func() { _ = c.logger.Sync(); closeFn() }
 	}
+	pki, err := newPeerPKI(filepath.Join(c.dir, pkiDir), c.cfg.Host, c.names)
+	if err != nil {
+		return err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.pki = pki
 	for _, m := range c.members {
 		m.dir = filepath.Join(c.dir, m.name)
 	}
@@ -247,13 +256,11 @@ func (c *Cluster) stopAll() {
 }
 
 // Close hard-stops every running member (in parallel, about 1 s), closes the
-// peer proxies, removes the data dirs this package created and closes the
-// log file. It is idempotent and safe to call concurrently with anything.
-// etcd's peer keep-alive goroutines may outlive it by up to ~12 s (they end
-// on their own). With PeerProxies it takes about 3-5 s: a proxy's Close
-// waits for the connections through it, and etcd keeps one per member open
-// for a few seconds after stopping (its 5 s peer read timeout); the proxy
-// listeners are closed at once.
+// peer proxies (breaking every connection through them), removes the data
+// dirs and certificates this package created and closes the log file. It is
+// idempotent and safe to call concurrently with anything. etcd's peer
+// keep-alive goroutines may outlive it by up to ~12 s (they end on their
+// own).
 func (c *Cluster) Close() error {
 	c.closeOnce.Do(func() {
 		c.cancel()
@@ -266,9 +273,6 @@ func (c *Cluster) Close() error {
 		c.mu.Lock()
 		c.state = stateClosed
 		c.mu.Unlock()
-		// A proxy's Close waits for the connections through it, which end
-		// only when both members' ends close (some seconds after the members
-		// stop): close them alongside the members.
 		var proxies sync.WaitGroup
 		proxies.Go(c.closeProxies)
 		c.stopAll()
@@ -282,6 +286,9 @@ func (c *Cluster) Close() error {
 				if m.dir != "" {
 					errs = append(errs, os.RemoveAll(m.dir))
 				}
+			}
+			if c.pki != nil {
+				errs = append(errs, os.RemoveAll(c.pki.dir))
 			}
 		}
 		c.closeLogs()
@@ -381,7 +388,8 @@ func (c *Cluster) Crash(name string) error {
 }
 
 // Restart boots a crashed member again with the same name, data dir and
-// URLs, re-applies the cuts that involve it, and waits until it is ready
+// URLs (its cuts and delays hold from its first byte: they live in the peer
+// proxies), and waits until it is ready
 // (it has published itself through Raft, which needs a quorum). If ctx ends
 // first the member keeps running and the error wraps ctx's; it becomes ready
 // once a quorum forms. Restart refuses (ErrNoData) a member without a WAL.
@@ -438,7 +446,6 @@ func (c *Cluster) Restart(ctx context.Context, name string) error {
 	}
 	c.mu.Lock()
 	m.etcd = e
-	c.applyLinksLocked(i)
 	c.mu.Unlock()
 	select {
 	case <-e.Server.ReadyNotify():

@@ -23,13 +23,12 @@ var (
 	ErrNotStarted = errors.New("cluster: not started")
 	// ErrStarted: Start was called twice.
 	ErrStarted = errors.New("cluster: already started")
-	// ErrInvalidLink: a link from a member to itself, or a member in two partition groups.
+	// ErrInvalidLink: a link from a member to itself, a member in two
+	// partition groups, or a negative delay.
 	ErrInvalidLink = errors.New("cluster: invalid link")
 	// ErrNoData: Restart refused because the member's data dir holds no WAL
 	// (restarting on an empty dir makes Raft panic and kills the process).
 	ErrNoData = errors.New("cluster: member has no data to restart from")
-	// ErrNoProxies: a delay was asked for but Config.PeerProxies is off.
-	ErrNoProxies = errors.New("cluster: peer proxies are off")
 	// ErrInvalidConfig: Config failed validation in New.
 	ErrInvalidConfig = errors.New("cluster: invalid config")
 )
@@ -64,12 +63,9 @@ type Config struct {
 	// ReadyTimeout bounds each Start attempt and each wait inside it when the
 	// caller's ctx has no earlier deadline. Default 30s.
 	ReadyTimeout time.Duration
-	// PeerProxies puts a go.etcd.io/etcd/pkg/v3/proxy server in front of
-	// every member's peer listener: the advertised peer URL (the one in the
-	// initial cluster, which the other members dial) is the proxy's, and the
-	// proxy forwards to the member's real listener on another port. Needed
-	// for SetDelay. Default false (members dial each other directly).
-	PeerProxies bool
+	// Seed seeds the jitter of delays (SetDelay). Default 0, a fixed seed
+	// like any other.
+	Seed int64
 }
 
 const maxMembers = 9

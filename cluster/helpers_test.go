@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"net"
+	"net/url"
 	"testing"
 	"time"
 
@@ -52,26 +53,42 @@ func clientFor(t *testing.T, c *Cluster, names ...string) *clientv3.Client {
 	return newClient(t, eps...)
 }
 
+// put writes key=val, retrying for up to 30 s: on a busy machine an
+// unrelated election can lose a proposal, which etcd reports only after its
+// request timeout. (Every put in these tests is idempotent.)
 func put(t *testing.T, cli *clientv3.Client, key, val string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	_, err := cli.Put(ctx, key, val)
-	require.NoError(t, err)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		_, err := cli.Put(ctx, key, val)
+		cancel()
+		if err == nil || time.Now().After(deadline) || t.Context().Err() != nil {
+			require.NoError(t, err)
+			return
+		}
+		t.Logf("put %s: %v (retrying)", key, err)
+	}
 }
 
-// serializableGet reads key from whichever member cli is connected to,
-// without going through the leader.
-func serializableGet(t *testing.T, cli *clientv3.Client, key string) (string, bool) {
+// requireValue waits until the member(s) cli is connected to hold key=want,
+// reading without going through the leader. A member that is catching up,
+// or not yet serving clients after a restart, is retried for up to 30 s.
+func requireValue(t *testing.T, cli *clientv3.Client, key, want string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	resp, err := cli.Get(ctx, key, clientv3.WithSerializable())
-	require.NoError(t, err)
-	if len(resp.Kvs) == 0 {
-		return "", false
-	}
-	return string(resp.Kvs[0].Value), true
+	var got string
+	var err error
+	require.Eventually(t, func() bool {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		var resp *clientv3.GetResponse
+		resp, err = cli.Get(ctx, key, clientv3.WithSerializable())
+		if err != nil || len(resp.Kvs) == 0 {
+			return false
+		}
+		got = string(resp.Kvs[0].Value)
+		return got == want
+	}, 30*time.Second, 10*time.Millisecond, "%s: want %q, got %q (last error %v)", key, want, got, err)
 }
 
 func mustLeader(t *testing.T, c *Cluster) string {
@@ -108,7 +125,9 @@ func statusOf(t *testing.T, c *Cluster, name string) MemberStatus {
 // requireFree asserts that the host:port of url can be listened on.
 func requireFree(t *testing.T, rawURL string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", rawURL[len("http://"):])
+	u, err := url.Parse(rawURL)
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", u.Host)
 	require.NoError(t, err, "port of %s still taken", rawURL)
 	require.NoError(t, ln.Close())
 }

@@ -1,15 +1,20 @@
 package cluster
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
-// Link is one ordered pair of members. Cut means Cut(From, To) is in force
-// (see the package doc for what a cut drops).
+// Link is one directed link between two members: From's messages to To.
+// Cut: they are dropped. Latency and Jitter: the delay set with SetDelay
+// (0: none). See the package doc for exactly what travels on a link.
 type Link struct {
-	From, To string
-	Cut      bool
+	From, To        string
+	Cut             bool
+	Latency, Jitter time.Duration
 }
 
-// linkMatrix[i][j] is true when member i drops Raft traffic on its link to j.
+// linkMatrix[i][j] is true when member i's messages to member j are dropped.
 type linkMatrix [][]bool
 
 func newLinkMatrix(n int) linkMatrix {
@@ -66,22 +71,10 @@ func (m linkMatrix) isolate(i int) {
 	}
 }
 
-// links lists every ordered pair (i != j) in index order.
-func (m linkMatrix) links(names []string) []Link {
-	out := make([]Link, 0, len(m)*(len(m)-1))
-	for i := range m {
-		for j := range m {
-			if i != j {
-				out = append(out, Link{From: names[i], To: names[j], Cut: m[i][j]})
-			}
-		}
-	}
-	return out
-}
-
-// Cut drops the link from -> to; see the package doc for exactly what that
-// drops. Cuts are remembered: one involving a crashed member is applied when it
-// restarts, and they last until Heal or Partition.
+// Cut drops from's messages to to from now on; to's messages to from still
+// arrive (see the package doc for exactly what that drops). A cut belongs to
+// the cluster, not to a member: it holds while either member is down and
+// after it restarts, until Mend, Heal or Partition.
 func (c *Cluster) Cut(from, to string) error {
 	return c.updateLinks(func(m linkMatrix) error {
 		i, j, err := c.pair(from, to)
@@ -156,22 +149,51 @@ func (c *Cluster) Isolate(name string) error {
 	})
 }
 
-// Heal mends every cut.
+// Heal mends every cut and removes every delay.
 func (c *Cluster) Heal() error {
-	return c.updateLinks(func(m linkMatrix) error {
-		for i := range m {
-			clear(m[i])
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.usableLocked(); err != nil {
+		return err
+	}
+	n := len(c.members)
+	c.nw.setCuts(newLinkMatrix(n))
+	for i := range n {
+		for j := range n {
+			c.nw.setDelay(i, j, linkDelay{})
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
-// Links lists every ordered pair of members ("etcd-1"->"etcd-2", ...) with its
-// cut state, in name order.
+// SetDelay delays from's messages to to by latency, plus a jitter drawn
+// uniformly from [-jitter, +jitter] for every chunk of bytes (capped at
+// latency; a stream keeps its order, so a chunk never overtakes an earlier
+// one). to's messages to from are not delayed. latency 0 removes the delay.
+// Like a cut, a delay belongs to the cluster and lasts across Crash and
+// Restart of either member. Negative values and a link from a member to
+// itself are ErrInvalidLink.
+func (c *Cluster) SetDelay(from, to string, latency, jitter time.Duration) error {
+	i, j, err := c.pair(from, to)
+	if err != nil {
+		return err
+	}
+	if latency < 0 || jitter < 0 {
+		return fmt.Errorf("%w: negative delay %v±%v on %s->%s", ErrInvalidLink, latency, jitter, from, to)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.usableLocked(); err != nil {
+		return err
+	}
+	c.nw.setDelay(i, j, linkDelay{Latency: latency, Jitter: jitter})
+	return nil
+}
+
+// Links lists every directed link between members ("etcd-1"->"etcd-2", ...)
+// with its cut and delay, in name order.
 func (c *Cluster) Links() []Link {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.cuts.links(c.names)
+	return c.nw.links(c.names)
 }
 
 func (c *Cluster) pair(a, b string) (int, int, error) {
@@ -189,46 +211,19 @@ func (c *Cluster) pair(a, b string) (int, int, error) {
 	return i, j, nil
 }
 
-// updateLinks edits a copy of the link matrix with edit and, when edit
-// succeeds, installs it and applies it to every running member.
+// updateLinks edits a copy of the cut matrix with edit and, when edit
+// succeeds, installs it in the network the peer proxies consult. It takes
+// effect at once for every member, running or not.
 func (c *Cluster) updateLinks(edit func(linkMatrix) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	switch c.state {
-	case stateNew:
-		return ErrNotStarted
-	case stateClosed:
-		return ErrClosed
+	if err := c.usableLocked(); err != nil {
+		return err
 	}
-	m := newLinkMatrix(len(c.members))
-	for i := range m {
-		copy(m[i], c.cuts[i])
-	}
+	m := c.nw.cuts()
 	if err := edit(m); err != nil {
 		return err
 	}
-	c.cuts = m
-	for i := range c.members {
-		c.applyLinksLocked(i)
-	}
+	c.nw.setCuts(m)
 	return nil
-}
-
-// applyLinksLocked makes running member i's transport match row i of the
-// link matrix. CutPeer/MendPeer are idempotent and cheap (a flag per peer).
-func (c *Cluster) applyLinksLocked(i int) {
-	e := c.members[i].etcd
-	if e == nil {
-		return
-	}
-	for j, to := range c.members {
-		if j == i || to.id == 0 {
-			continue
-		}
-		if c.cuts[i][j] {
-			e.Server.CutPeer(to.typesID())
-		} else {
-			e.Server.MendPeer(to.typesID())
-		}
-	}
 }

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"go.etcd.io/etcd/client/pkg/v3/types"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/storage/wal"
 	"go.uber.org/zap"
@@ -17,8 +16,8 @@ type member struct {
 	name string
 	dir  string // data dir, set by Start
 	// peerPort is the advertised peer port (in the initial cluster, dialled
-	// by the other members). With Config.PeerProxies it is the proxy's port
-	// and listenPort the member's real peer listener; otherwise both are equal.
+	// by the other members): its peer proxy's. listenPort is the member's
+	// real peer listener, which only the proxy dials.
 	peerPort   int
 	listenPort int
 	clientPort int
@@ -31,10 +30,14 @@ type member struct {
 	stopped chan struct{}
 }
 
-func (m *member) peerURL(host string) string       { return httpURL(host, m.peerPort) }
+func (m *member) peerURL(host string) string {
+	if m.peerPort == m.listenPort { // direct: no proxy
+		return httpURL(host, m.peerPort)
+	}
+	return "https://" + hostPort(host, m.peerPort)
+}
 func (m *member) listenPeerURL(host string) string { return httpURL(host, m.listenPort) }
 func (m *member) clientURL(host string) string     { return httpURL(host, m.clientPort) }
-func (m *member) typesID() types.ID                { return types.ID(m.id) }
 
 // hasData reports whether the member's data dir holds a WAL to restart from.
 func (m *member) hasData() bool {
@@ -73,10 +76,21 @@ func (c *Cluster) embedConfig(m *member, state string) (*embed.Config, error) {
 	cfg.ListenClientUrls = []url.URL{*client}
 	cfg.AdvertiseClientUrls = []url.URL{*client}
 	cfg.InitialCluster = c.initialCluster()
+	if !c.direct {
+		cfg.PeerTLSInfo = c.pki.tlsInfo(m.name)
+	}
 	cfg.InitialClusterToken = "locksim"
 	cfg.ClusterState = state
 	cfg.TickMs = c.cfg.TickMs
 	cfg.ElectionMs = c.cfg.ElectionMs
+	// etcd fast-forwards a booting member's election clock once its peer
+	// connections are up. If that member has already won the first
+	// election by then, the jump trips CheckQuorum: it steps down at once
+	// and loses its uncommitted entries, among them its own publication,
+	// which etcd retries only after its 5 s request timeout (seen on busy
+	// machines, where connections come up late). Without the advance the
+	// first election simply waits one election timeout.
+	cfg.InitialElectionTickAdvance = false
 	cfg.AutoCompactionMode = "periodic"
 	cfg.AutoCompactionRetention = c.cfg.AutoCompactionRetention
 	cfg.QuotaBackendBytes = c.cfg.QuotaBackendBytes

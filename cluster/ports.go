@@ -38,6 +38,7 @@ func isAddrInUse(err error) bool {
 }
 
 // httpURL is "http://host:port".
-func httpURL(host string, port int) string {
-	return "http://" + net.JoinHostPort(host, strconv.Itoa(port))
-}
+func httpURL(host string, port int) string { return "http://" + hostPort(host, port) }
+
+// hostPort is "host:port" ("[host]:port" for IPv6).
+func hostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }

@@ -1,127 +1,195 @@
 package cluster
 
 import (
+	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
+	"log"
 	"net"
+	"net/http"
+	"net/http/httputil"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
-
-	"go.etcd.io/etcd/pkg/v3/proxy"
-	"go.uber.org/zap"
 )
 
-// peerProxy is the pkg/proxy server in front of one member's peer listener.
-// It outlives crashes of the member: while the member is down it accepts
-// connections but cannot dial the member, so they fail (see the package doc).
+// peerProxy fronts one member's peer listener. It listens on the member's
+// advertised peer URL (the one every other member dials) with TLS, learns
+// from each connection's client certificate which member opened it, and
+// relays every HTTP request to the member's real, plain-HTTP listener and
+// the response back, each as a flow over the right directed link of the
+// network: the request from the dialling member to this one, the response
+// from this one back. It outlives crashes of its member: while the member is
+// down every request is aborted (the dialler sees a broken connection and
+// retries), as it would be by a closed port.
 type peerProxy struct {
-	srv proxy.Server
-	// drained is closed when the goroutine draining srv.Error() has ended.
-	drained chan struct{}
+	nw    *network
+	to    int // the member behind this proxy
+	index func(name string) (int, error)
+
+	srv    *http.Server
+	rp     *httputil.ReverseProxy
+	up     *http.Transport
+	served chan struct{} // closed when srv.Serve has returned
+
+	// mu guards closed; wg counts handlers and flow pumps, which only start
+	// while !closed (enter), so that close can wait for them.
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
 }
 
-// startPeerProxy listens on host:from and forwards every connection to
-// host:to. pkg/proxy binds ":from" (every interface); the listener is then
-// reset to host:from, so only host is bound once it returns.
-func startPeerProxy(lg *zap.Logger, host string, from, to int) (*peerProxy, error) {
-	srv := proxy.NewServer(proxy.ServerConfig{
-		Logger: lg,
-		From:   url.URL{Scheme: "http", Host: net.JoinHostPort(host, strconv.Itoa(from))},
-		To:     url.URL{Scheme: "http", Host: net.JoinHostPort(host, strconv.Itoa(to))},
-	})
-	select {
-	case <-srv.Ready():
-	case <-srv.Done(): // NewServer failed to listen: it queued the error and closed.
-		err := fmt.Errorf("proxy did not start")
-		select {
-		case err = <-srv.Error():
-		default:
-		}
-		return nil, fmt.Errorf("cluster: peer proxy on port %d: %w", from, err)
+// respKey carries the response's link from the handler to ModifyResponse.
+type respKey struct{}
+
+type respLink struct {
+	to     int
+	signal bool
+}
+
+// startPeerProxy listens on addr with tlsCfg and relays to the member
+// listening on memberAddr. index maps a client certificate's Common Name to
+// a member index.
+func startPeerProxy(nw *network, to int, index func(string) (int, error), addr, memberAddr string, tlsCfg *tls.Config) (*peerProxy, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: peer proxy on %s: %w", addr, err)
 	}
-	p := &peerProxy{srv: srv, drained: make(chan struct{})}
-	// Every error send in pkg/proxy blocks its accept or copy loop until read.
+	discard := log.New(io.Discard, "", 0)
+	p := &peerProxy{nw: nw, to: to, index: index, served: make(chan struct{})}
+	p.up = &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: time.Second}).DialContext,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     time.Minute,
+		DisableCompression:  true,
+	}
+	target := &url.URL{Scheme: "http", Host: memberAddr}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:        func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
+		Transport:      p.up,
+		FlushInterval:  -1, // Raft streams: pass every write on at once
+		ModifyResponse: p.response,
+		// The member is down, the request was lost to a cut, or the dialler
+		// went away: break the connection, as a network would.
+		ErrorHandler: func(http.ResponseWriter, *http.Request, error) { panic(http.ErrAbortHandler) },
+		ErrorLog:     discard,
+	}
+	p.srv = &http.Server{Handler: p, ErrorLog: discard, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
-		defer close(p.drained)
-		for {
-			select {
-			case err := <-srv.Error():
-				lg.Debug("peer proxy", zap.Error(err))
-			case <-srv.Done():
-				return
-			}
-		}
+		defer close(p.served)
+		_ = p.srv.Serve(tls.NewListener(ln, tlsCfg))
 	}()
-	// Rebind to host only. The accept loop, woken by the closed listener,
-	// resets it once more to the same host:port.
-	if err := srv.ResetListener(); err != nil {
-		p.close()
-		return nil, fmt.Errorf("cluster: peer proxy on port %d: %w", from, err)
-	}
 	return p, nil
 }
 
-// close stops the listener and waits for the proxied connections to end,
-// which needs both of their ends closed (the member is stopped).
+// classify tells rafthttp's transport signals, which carry no Raft message,
+// from everything else. A stream subscription (GET /raft/stream/...) is a
+// request without content: the Raft messages travel in its response, from
+// the answering member to the subscriber. The answer to a pipeline or
+// snapshot POST (/raft, /raft/snapshot) is an empty receipt: the messages
+// travelled in the request. Any other request and response (forwarded lease
+// renewals and lookups, version and health probes, membership) is a message
+// in its own right.
+func classify(r *http.Request) (requestSignal, responseSignal bool) {
+	switch {
+	case strings.HasPrefix(r.URL.Path, "/raft/stream/"):
+		return true, false
+	case r.Method == http.MethodPost && (r.URL.Path == "/raft" || r.URL.Path == "/raft/snapshot"):
+		return false, true
+	}
+	return false, false
+}
+
+// enter counts a goroutine that close waits for (the caller calls
+// p.wg.Done), unless the proxy is closing.
+func (p *peerProxy) enter() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.wg.Add(1)
+	return true
+}
+
+// spawn runs a flow's pump in a goroutine that close waits for; once the
+// proxy is closing it runs nothing (the flow then ends with its exchange).
+func (p *peerProxy) spawn(fn func()) {
+	if p.enter() {
+		go func() {
+			defer p.wg.Done()
+			fn()
+		}()
+	}
+}
+
+func (p *peerProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !p.enter() {
+		panic(http.ErrAbortHandler)
+	}
+	defer p.wg.Done()
+
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		http.Error(w, "no client certificate", http.StatusForbidden)
+		return
+	}
+	from, err := p.index(r.TLS.PeerCertificates[0].Subject.CommonName)
+	if err != nil || from == p.to {
+		http.Error(w, "unknown peer", http.StatusForbidden)
+		return
+	}
+	reqSignal, respSignal := classify(r)
+	in := newFlow(r.Context(), p.nw, p.spawn, from, p.to, reqSignal, r.Body, false)
+	defer in.Close()
+	if err := in.arrive(); err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	r.Body = in
+	ctx := context.WithValue(r.Context(), respKey{}, respLink{to: from, signal: respSignal})
+	p.rp.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// response turns the member's response into a flow back to the dialler and
+// holds it for as long as the network says.
+func (p *peerProxy) response(resp *http.Response) error {
+	ctx := resp.Request.Context()
+	l, _ := ctx.Value(respKey{}).(respLink)
+	out := newFlow(ctx, p.nw, p.spawn, p.to, l.to, l.signal, resp.Body, true)
+	resp.Body = out // closed by the ReverseProxy, also on error
+	return out.arrive()
+}
+
+// close stops the listener, breaks every connection through the proxy and
+// returns when its handlers and flows are gone.
 func (p *peerProxy) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
 	_ = p.srv.Close()
-	<-p.drained
+	<-p.served
+	p.wg.Wait()
+	p.up.CloseIdleConnections()
 }
 
-// setDelay replaces the proxy's delays; a zero latency removes them.
-func (p *peerProxy) setDelay(d linkDelay) {
-	p.srv.UndelayTx()
-	p.srv.UndelayRx()
-	tx, rx := splitDelay(d)
-	if tx.Latency > 0 {
-		p.srv.DelayTx(tx.Latency, tx.Jitter)
-	}
-	if rx.Latency > 0 {
-		p.srv.DelayRx(rx.Latency, rx.Jitter)
-	}
-}
-
-// linkDelay is the delay asked for on the links into one member.
-type linkDelay struct {
-	Latency, Jitter time.Duration
-}
-
-// splitDelay maps the delay asked for on a member to its proxy's DelayTx
-// (bytes flowing into the member on connections the others opened) and
-// DelayRx (bytes the member writes back on them). etcd's rafthttp streams
-// are dialled by the RECEIVER: the others' Raft messages to the member never
-// cross its proxy, and its own Raft messages to them are the Rx bytes. So
-// the whole latency goes on Rx: a Raft round trip with the member (request
-// out of it, or answer from it) gains at least the latency, and so does a
-// request-response into it (pipeline POST, forwarded lease renewal), whose
-// answer is delayed. Measured with latency split evenly over Tx and Rx, a
-// write with both followers delayed gained only 0.6-1.0x the latency.
-// Jitter is capped at the latency (pkg/proxy would replace a larger one with
-// latency/10).
-func splitDelay(d linkDelay) (tx, rx linkDelay) {
-	if d.Latency <= 0 {
-		return linkDelay{}, linkDelay{}
-	}
-	return linkDelay{}, linkDelay{Latency: d.Latency, Jitter: min(max(d.Jitter, 0), d.Latency)}
-}
-
-// startProxies starts one proxy per member (PeerProxies only) and resets
-// the delays.
+// startProxies starts one proxy per member in front of its peer listener.
 func (c *Cluster) startProxies() error {
-	if !c.cfg.PeerProxies {
+	if c.direct {
 		return nil
 	}
 	c.mu.RLock()
-	type ports struct{ from, to int }
-	pp := make([]ports, len(c.members))
+	type addrs struct{ proxy, member string }
+	aa := make([]addrs, len(c.members))
 	for i, m := range c.members {
-		pp[i] = ports{m.peerPort, m.listenPort}
+		aa[i] = addrs{net.JoinHostPort(c.cfg.Host, strconv.Itoa(m.peerPort)), net.JoinHostPort(c.cfg.Host, strconv.Itoa(m.listenPort))}
 	}
 	c.mu.RUnlock()
-	proxies := make([]*peerProxy, len(pp))
-	for i, p := range pp {
-		px, err := startPeerProxy(c.logger.With(zap.String("proxy", c.names[i])), c.cfg.Host, p.from, p.to)
+	index := func(name string) (int, error) { return c.index(name) }
+	proxies := make([]*peerProxy, len(aa))
+	for i, a := range aa {
+		px, err := startPeerProxy(c.nw, i, index, a.proxy, a.member, c.pki.server)
 		if err != nil {
 			for _, px := range proxies[:i] {
 				px.close()
@@ -132,14 +200,11 @@ func (c *Cluster) startProxies() error {
 	}
 	c.mu.Lock()
 	c.proxies = proxies
-	c.delays = make([]linkDelay, len(proxies))
 	c.mu.Unlock()
 	return nil
 }
 
-// closeProxies closes every proxy. The members must be stopped first: a
-// proxy's Close waits for its connections, which end when the member's end
-// is closed.
+// closeProxies closes every proxy.
 func (c *Cluster) closeProxies() {
 	c.mu.Lock()
 	proxies := c.proxies
@@ -150,51 +215,4 @@ func (c *Cluster) closeProxies() {
 		wg.Go(p.close)
 	}
 	wg.Wait()
-}
-
-// SetDelay slows every peer link into member name: with etcd's one
-// advertised peer URL per member, the delay belongs to the destination
-// member, not to a pair (see the package doc for what that delays in Raft
-// terms). latency 0 removes it. Jitter is capped at latency; pkg/proxy draws
-// it once per call, so the link gets a fixed latency in
-// [latency-jitter, latency+jitter] until the next SetDelay. The delay lasts
-// across Crash/Restart of the member. ErrNoProxies without Config.PeerProxies.
-func (c *Cluster) SetDelay(name string, latency, jitter time.Duration) error {
-	i, err := c.index(name)
-	if err != nil {
-		return err
-	}
-	if latency < 0 || jitter < 0 {
-		return fmt.Errorf("%w: negative delay %v±%v on %s", ErrInvalidLink, latency, jitter, name)
-	}
-	if !c.cfg.PeerProxies {
-		return ErrNoProxies
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := c.usableLocked(); err != nil {
-		return err
-	}
-	if c.proxies == nil {
-		return ErrClosed
-	}
-	d := linkDelay{Latency: latency, Jitter: min(jitter, latency)}
-	c.proxies[i].setDelay(d)
-	c.delays[i] = d
-	return nil
-}
-
-// Delays returns the latency set with SetDelay on each member's incoming
-// links (0: none), by member name; nil when PeerProxies is off.
-func (c *Cluster) Delays() map[string]time.Duration {
-	if !c.cfg.PeerProxies {
-		return nil
-	}
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	out := make(map[string]time.Duration, len(c.members))
-	for i, m := range c.members {
-		out[m.name] = c.delays[i].Latency
-	}
-	return out
 }

@@ -1,207 +1,216 @@
 package cluster
 
 import (
-	"bufio"
-	"fmt"
-	"os"
-	"slices"
-	"strconv"
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-func TestSplitDelay(t *testing.T) {
+// proxyRig is one peer proxy for member "b" (index 1) in front of a fake
+// member, and an HTTP client holding member "a"'s (index 0) certificate.
+type proxyRig struct {
+	nw      *network
+	url     string
+	client  *http.Client
+	arrived chan string // every request the fake member received
+}
+
+func newProxyRig(t *testing.T) *proxyRig {
+	t.Helper()
+	pki, err := newPeerPKI(t.TempDir(), "127.0.0.1", []string{"a", "b"})
+	require.NoError(t, err)
+	r := &proxyRig{nw: newNetwork(2, 1), arrived: make(chan string, 16)}
+	member := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.arrived <- req.Method + " " + req.URL.Path
+		switch {
+		case strings.HasPrefix(req.URL.Path, "/raft/stream/"):
+			_, _ = io.WriteString(w, "raft messages of b")
+			w.(http.Flusher).Flush()
+			<-req.Context().Done()
+		case req.URL.Path == "/raft":
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			_, _ = io.WriteString(w, "answer")
+		}
+	}))
+	t.Cleanup(member.Close)
+	index := func(name string) (int, error) {
+		switch name {
+		case "a":
+			return 0, nil
+		case "b":
+			return 1, nil
+		}
+		return 0, ErrUnknownMember
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	px, err := startPeerProxy(r.nw, 1, index, addr, member.Listener.Addr().String(), pki.server)
+	require.NoError(t, err)
+	t.Cleanup(px.close)
+	r.url = "https://" + addr
+	tlsCfg, err := pki.tlsInfo("a").ClientConfig()
+	require.NoError(t, err)
+	r.client = &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}}
+	t.Cleanup(r.client.CloseIdleConnections)
+	return r
+}
+
+// do sends a request from a to b and returns the status and the first
+// bytes of the body.
+func (r *proxyRig) do(ctx context.Context, method, path string) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, method, r.url+path, strings.NewReader("x"))
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, 64)
+	n, err := io.ReadAtLeast(resp.Body, buf, 1)
+	if resp.StatusCode == http.StatusNoContent {
+		err = nil
+	}
+	return resp.StatusCode, string(buf[:n]), err
+}
+
+// TestProxyCutsMessagesPerDirection: a request is a message from the member
+// that sends it, its response a message back; rafthttp's transport signals
+// (a stream subscription, a pipeline receipt) carry no message and pass.
+func TestProxyCutsMessagesPerDirection(t *testing.T) {
 	t.Parallel()
-	ms := time.Millisecond
+	const (
+		ab = "a->b"
+		ba = "b->a"
+	)
 	tests := []struct {
-		name   string
-		in     linkDelay
-		wantTx linkDelay
-		wantRx linkDelay
+		name        string
+		cut         string
+		method      string
+		path        string
+		wantArrived bool   // the member behind the proxy got the request
+		wantBody    string // "" : the requester got nothing
 	}{
-		{name: "zero removes", in: linkDelay{}},
-		{name: "jitter alone is no delay", in: linkDelay{Jitter: 5 * ms}},
-		{name: "all on the member's answers", in: linkDelay{Latency: 100 * ms, Jitter: 10 * ms},
-			wantRx: linkDelay{100 * ms, 10 * ms}},
-		{name: "jitter capped at latency", in: linkDelay{Latency: 10 * ms, Jitter: time.Second},
-			wantRx: linkDelay{10 * ms, 10 * ms}},
-		{name: "negative jitter is none", in: linkDelay{Latency: 10 * ms, Jitter: -ms},
-			wantRx: linkDelay{Latency: 10 * ms}},
+		{name: "open: exchange", method: "POST", path: "/leases", wantArrived: true, wantBody: "answer"},
+		{name: "sender cut: request lost", cut: ab, method: "POST", path: "/leases"},
+		{name: "receiver cut: answer lost", cut: ba, method: "POST", path: "/leases", wantArrived: true},
+		{name: "sender cut: pipeline message lost", cut: ab, method: "POST", path: "/raft"},
+		{name: "receiver cut: pipeline receipt passes", cut: ba, method: "POST", path: "/raft", wantArrived: true, wantBody: "204"},
+		{name: "subscriber's cut: subscription passes, b's messages flow", cut: ab, method: "GET", path: "/raft/stream/message/1",
+			wantArrived: true, wantBody: "raft messages of b"},
+		{name: "b's messages cut: stream silent", cut: ba, method: "GET", path: "/raft/stream/message/1", wantArrived: true},
+		{name: "sender cut: probe lost", cut: ab, method: "GET", path: "/raft/probing"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			gotTx, gotRx := splitDelay(tt.in)
-			assert.Equal(t, tt.wantTx, gotTx)
-			assert.Equal(t, tt.wantRx, gotRx)
+			t.Parallel()
+			r := newProxyRig(t)
+			m := newLinkMatrix(2)
+			m[0][1] = tt.cut == ab
+			m[1][0] = tt.cut == ba
+			r.nw.setCuts(m)
+			// Long enough for a request that is let through to be answered.
+			ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+			defer cancel()
+			status, body, err := r.do(ctx, tt.method, tt.path)
+			if status == http.StatusNoContent {
+				body = "204"
+			}
+			if tt.wantBody == "" {
+				assert.Error(t, err, "the requester hears nothing (got %d %q)", status, body)
+			} else {
+				require.NoError(t, err)
+				assert.Equal(t, tt.wantBody, body)
+			}
+			// Whatever was let through reached the member before the answer
+			// (or the requester's deadline); a lost request never does.
+			var got []string
+			for len(r.arrived) > 0 {
+				got = append(got, <-r.arrived)
+			}
+			if tt.wantArrived {
+				assert.Equal(t, []string{tt.method + " " + tt.path}, got)
+			} else {
+				assert.Empty(t, got)
+			}
 		})
 	}
 }
 
-func TestSetDelayNeedsProxies(t *testing.T) {
+// TestProxyMendAbortsHeldExchange: a requester whose request was lost waits
+// (as for any lost message) until the link is mended; then its connection is
+// broken, so it retries at once instead of at its own timeout.
+func TestProxyMendAbortsHeldExchange(t *testing.T) {
 	t.Parallel()
-	c, err := New(Config{})
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, c.Close()) })
-	require.ErrorIs(t, c.SetDelay("etcd-1", time.Millisecond, 0), ErrNoProxies)
-	require.ErrorIs(t, c.SetDelay("etcd-9", time.Millisecond, 0), ErrUnknownMember)
-	require.ErrorIs(t, c.SetDelay("etcd-1", -time.Millisecond, 0), ErrInvalidLink)
-	assert.Nil(t, c.Delays())
-
-	p, err := New(Config{PeerProxies: true})
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, p.Close()) })
-	require.ErrorIs(t, p.SetDelay("etcd-1", time.Millisecond, 0), ErrNotStarted)
-	require.NoError(t, p.Close())
-	require.ErrorIs(t, p.SetDelay("etcd-1", time.Millisecond, 0), ErrClosed)
-}
-
-// putLatencies returns the sorted latencies of n sequential puts through cli.
-func putLatencies(t *testing.T, cli *clientv3.Client, n int) []time.Duration {
-	t.Helper()
-	out := make([]time.Duration, n)
-	for i := range n {
-		start := time.Now()
-		put(t, cli, "/lat", strconv.Itoa(i))
-		out[i] = time.Since(start)
-	}
-	slices.Sort(out)
-	return out
-}
-
-func p50(ds []time.Duration) time.Duration { return ds[len(ds)/2] }
-
-// TestPeerDelaySlowsCommit: with both followers delayed, every commit needs
-// a round trip into a delayed member, so a write through the leader gains at
-// least the delay; removing the delay brings it back.
-func TestPeerDelaySlowsCommit(t *testing.T) {
-	t.Parallel()
-	const delay = 60 * time.Millisecond
-	// A delay near the election timeout makes followers or the leader time out.
-	c := startCluster(t, Config{PeerProxies: true, ElectionMs: 500})
-	leader := mustLeader(t, c)
-	cli := clientFor(t, c, leader)
-	put(t, cli, "/warmup", "1")
-	base := p50(putLatencies(t, cli, 20))
-
-	for _, f := range others(c, leader) {
-		require.NoError(t, c.SetDelay(f, delay, 0))
-	}
-	want := map[string]time.Duration{leader: 0}
-	for _, f := range others(c, leader) {
-		want[f] = delay
-	}
-	assert.Equal(t, want, c.Delays())
-	slow := putLatencies(t, cli, 7)
-	t.Logf("write p50: %v without delay, %v with %v on both followers (min %v, max %v)",
-		base, p50(slow), delay, slow[0], slow[len(slow)-1])
-	assert.GreaterOrEqual(t, p50(slow), base+delay, "commit waits for a delayed round trip")
-
-	for _, f := range others(c, leader) {
-		require.NoError(t, c.SetDelay(f, 0, 0))
-	}
-	fast := p50(putLatencies(t, cli, 20))
-	t.Logf("write p50 after removing the delay: %v", fast)
-	assert.Less(t, fast, base+delay/2, "delay removed")
-	for name, d := range c.Delays() {
-		assert.Zero(t, d, name)
-	}
-	l, ok := c.Leader()
-	assert.True(t, ok)
-	assert.Equal(t, leader, l, "no election caused by the delay")
-}
-
-// TestPeerProxiesCrashRestartClose: the proxies front the advertised peer
-// URLs on the host only, keep a delay across a crash and restart of their
-// member, which rejoins through them, and Close frees every port.
-func TestPeerProxiesCrashRestartClose(t *testing.T) {
-	t.Parallel()
-	c := startCluster(t, Config{PeerProxies: true})
-	leader := mustLeader(t, c)
-	victim := others(c, leader)[0]
-
-	var ports []int
-	c.mu.RLock()
-	for _, m := range c.members {
-		assert.NotEqual(t, m.peerPort, m.listenPort, "advertised peer port is the proxy's")
-		ports = append(ports, m.peerPort, m.listenPort, m.clientPort)
-	}
-	c.mu.RUnlock()
-	for i, s := range c.Status() {
-		assert.Equal(t, httpURL("127.0.0.1", ports[3*i]), s.PeerURL, "Status shows the advertised (proxy) URL")
-		if got, ok := listenAddrs(t, ports[3*i]); ok {
-			assert.Equal(t, []string{"0100007F"}, got, "proxy of %s listens on 127.0.0.1 only", s.Name)
-		}
-	}
-
-	require.NoError(t, c.SetDelay(victim, 5*time.Millisecond, time.Millisecond))
-	cli := clientFor(t, c, others(c, victim)...)
-	require.NoError(t, c.Crash(victim))
-	put(t, cli, "/while-down", "1")
-	start := time.Now()
-	require.NoError(t, c.Restart(t.Context(), victim))
+	r := newProxyRig(t)
+	r.nw.setCuts(linkMatrix{{false, true}, {false, false}})
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := r.do(t.Context(), "POST", "/leases")
+		done <- err
+	}()
 	require.Eventually(t, func() bool {
-		return statusOf(t, c, victim).AppliedIndex == statusOf(t, c, leader).AppliedIndex
-	}, 5*time.Second, 5*time.Millisecond, "restarted member catches up through the proxies")
-	t.Logf("restart behind proxies: caught up after %v", time.Since(start).Round(time.Millisecond))
-	v, ok := serializableGet(t, clientFor(t, c, victim), "/while-down")
-	assert.True(t, ok)
-	assert.Equal(t, "1", v)
-	assert.Equal(t, 5*time.Millisecond, c.Delays()[victim], "delay survives crash and restart")
-
-	start = time.Now()
-	require.NoError(t, c.Close())
-	t.Logf("close with proxies: %v", time.Since(start).Round(time.Millisecond))
-	for _, p := range ports {
-		requireFree(t, httpURL("127.0.0.1", p))
+		r.nw.mu.Lock()
+		defer r.nw.mu.Unlock()
+		return len(r.nw.lost[0][1]) > 0
+	}, 10*time.Second, time.Millisecond, "the request reaches the proxy and is lost")
+	r.nw.setCuts(linkMatrix{{false, true}, {true, false}}) // b->a: not the lost request's link
+	select {
+	case err := <-done:
+		t.Fatalf("the requester heard back (%v) while its request is lost", err)
+	default:
 	}
-	require.ErrorIs(t, c.SetDelay(victim, 0, 0), ErrClosed)
+	r.nw.setCuts(newLinkMatrix(2))
+	select {
+	case err := <-done:
+		require.Error(t, err)
+		assert.NotErrorIs(t, err, context.Canceled)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the held request was not aborted by the mend")
+	}
+	assert.Empty(t, r.arrived, "a lost request is never delivered, even after the mend")
+	_, body, err := r.do(t.Context(), "POST", "/leases")
+	require.NoError(t, err)
+	assert.Equal(t, "answer", body, "a new request passes")
 }
 
-// listenAddrs returns the hex local addresses (as in /proc/net/tcp*) of the
-// sockets listening on port; ok is false where /proc/net is unavailable.
-func listenAddrs(t *testing.T, port int) (addrs []string, ok bool) {
+// TestProxyRequiresAMemberCertificate: the proxy knows every sender by its
+// certificate; a client without one signed by the cluster's CA cannot talk.
+func TestProxyRequiresAMemberCertificate(t *testing.T) {
+	t.Parallel()
+	r := newProxyRig(t)
+	other, err := newPeerPKI(t.TempDir(), "127.0.0.1", []string{"a"})
+	require.NoError(t, err)
+	for name, cfg := range map[string]*tls.Config{
+		"no certificate":      {InsecureSkipVerify: true}, //nolint:gosec // the proxy's certificate is not what is tested
+		"foreign CA's member": mustClientConfig(t, other, "a"),
+	} {
+		cli := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+		_, err := cli.Post(r.url+"/leases", "text/plain", strings.NewReader("x"))
+		assert.Error(t, err, name)
+		cli.CloseIdleConnections()
+	}
+	assert.Empty(t, r.arrived)
+}
+
+func mustClientConfig(t *testing.T, p *peerPKI, name string) *tls.Config {
 	t.Helper()
-	hexPort := fmt.Sprintf("%04X", port)
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		fh, err := os.Open(f)
-		if err != nil {
-			return nil, false
-		}
-		sc := bufio.NewScanner(fh)
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) < 4 || fields[3] != "0A" { // 0A: LISTEN
-				continue
-			}
-			host, p, found := strings.Cut(fields[1], ":")
-			if found && p == hexPort {
-				addrs = append(addrs, host)
-			}
-		}
-		require.NoError(t, fh.Close())
-	}
-	return addrs, true
-}
-
-// TestPeerProxyOverhead measures write latency through the leader with and
-// without the (undelayed) proxies. Not parallel: it measures.
-func TestPeerProxyOverhead(t *testing.T) {
-	got := map[bool]time.Duration{}
-	for _, proxies := range []bool{false, true} {
-		c := startCluster(t, Config{PeerProxies: proxies})
-		cli := clientFor(t, c, mustLeader(t, c))
-		put(t, cli, "/warmup", "1")
-		l := putLatencies(t, cli, 100)
-		got[proxies] = p50(l)
-		t.Logf("PeerProxies=%v: write p50 %v, p90 %v", proxies, p50(l), l[len(l)*9/10])
-		require.NoError(t, cli.Close())
-		require.NoError(t, c.Close())
-	}
-	t.Logf("proxy overhead on write p50: %v", got[true]-got[false])
-	assert.Less(t, got[true], 2*got[false]+2*time.Millisecond, "undelayed proxies add little")
+	info := p.tlsInfo(name)
+	info.InsecureSkipVerify = true // only the client certificate is foreign
+	cfg, err := info.ClientConfig()
+	require.NoError(t, err)
+	return cfg
 }

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/locksim/locksim/component"
 	"github.com/locksim/locksim/faults"
 	"github.com/locksim/locksim/history"
 	"github.com/locksim/locksim/scenarios"
@@ -72,14 +71,7 @@ func Scenario(ctx context.Context, sc *scenarios.Scenario, opts Options) (*Repor
 
 // Config turns a scenario variant into a sandbox configuration.
 func Config(sc *scenarios.Scenario, eff scenarios.Effective, seed int64) sim.Config {
-	proxies := false
-	for _, st := range sc.Steps {
-		if st.Fault == faults.FaultDelay && strings.Count(st.Link, component.Etcd+"-") == 2 {
-			proxies = true
-		}
-	}
 	return sim.Config{
-		PeerProxies: proxies,
 		TickMs:      uint(sc.Raft.TickMs),
 		ElectionMs:  uint(sc.Raft.ElectionMs),
 		LockServers: sc.Topology.LockServers,

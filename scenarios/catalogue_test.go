@@ -42,7 +42,7 @@ func TestCatalogueParses(t *testing.T) {
 
 func TestCatalogueHasTheCourse(t *testing.T) {
 	want := []string{
-		"balancer-backend-flapping", "bridge", "client-clock-skew", "follower-crash-restart", "gc-pause-past-lease",
+		"balancer-backend-flapping", "bridge", "client-clock-skew", "follower-crash-restart", "follower-unheard", "gc-pause-past-lease",
 		"leader-crash", "leader-isolated", "lockserver-crash", "member-delay", "minority-isolated", "nemesis-soak",
 		"no-faults-contention", "one-way-cut", "rolling-restart", "unsafe-check-then-set",
 	}

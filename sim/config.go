@@ -30,10 +30,6 @@ type Config struct {
 	// Fsync makes etcd fsync its WAL (slower; off by default in the sandbox,
 	// where every member shares one disk anyway).
 	Fsync bool
-	// PeerProxies puts a proxy in front of every member's peer URL so that
-	// links between members can be delayed (costs a little CPU). Scenarios
-	// with a delay between members turn it on.
-	PeerProxies bool
 	// ExternalEtcd, when set, runs the lock servers against these etcd client
 	// URLs instead of embedded members (member faults are then unavailable).
 	ExternalEtcd []string

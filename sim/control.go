@@ -200,9 +200,10 @@ func (sb *Sandbox) setPaused(name string, paused bool) error {
 }
 
 // Cut drops traffic from one component to another, one direction only. Links
-// between etcd members are cut in etcd's own peer transport; every other link
-// (client -> balancer -> lock server -> etcd member) in the sandbox's network
-// emulator, where a cut link stalls like a black hole.
+// between etcd members are cut at the members' peer proxies (see
+// cluster.Cut); every other link (client -> balancer -> lock server -> etcd
+// member) in the sandbox's network emulator, where a cut link stalls like a
+// black hole.
 func (sb *Sandbox) Cut(from, to string) error {
 	return sb.onLink(from, to, sb.cluster.Cut, sb.net.Block)
 }
@@ -215,11 +216,9 @@ func (sb *Sandbox) Mend(from, to string) error {
 // Delay adds latency (± jitter) to the link from one component to another.
 func (sb *Sandbox) Delay(from, to string, latency, jitter time.Duration) error {
 	return sb.onLink(from, to,
-		func(from, _ string) error {
-			// Each member has one advertised peer URL, so a delay between
-			// members is set on the sending member's peer proxy: it slows
-			// every Raft message `from` sends (see cluster.SetDelay).
-			return sb.cluster.SetDelay(from, latency, jitter)
+		func(from, to string) error {
+			// One direction only, at the members' peer proxies.
+			return sb.cluster.SetDelay(from, to, latency, jitter)
 		},
 		func(from, to string) { sb.net.SetDelay(from, to, latency, jitter) })
 }

@@ -134,7 +134,7 @@ func (sb *Sandbox) Start(ctx context.Context) (err error) {
 			ElectionMs:    sb.cfg.ElectionMs,
 			LogFile:       sb.cfg.EtcdLog,
 			UnsafeNoFsync: !sb.cfg.Fsync,
-			PeerProxies:   sb.cfg.PeerProxies,
+			Seed:          sb.cfg.Seed,
 		})
 		if err != nil {
 			return err

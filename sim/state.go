@@ -62,13 +62,13 @@ func (sb *Sandbox) State() State {
 	return st
 }
 
-// links lists the cut or delayed links: cuts between etcd members (from the
+// links lists the cut or delayed links: between etcd members (from the
 // cluster) and every shaped link of the network emulator.
 func links(members []cluster.Link, network []faults.LinkState) []Link {
 	var out []Link
 	for _, l := range members {
-		if l.Cut {
-			out = append(out, Link{Link: component.Link{From: l.From, To: l.To}, Cut: true})
+		if l.Cut || l.Latency > 0 {
+			out = append(out, Link{Link: component.Link{From: l.From, To: l.To}, Cut: l.Cut, Delay: l.Latency})
 		}
 	}
 	for _, l := range network {
