@@ -2,6 +2,7 @@ package lockserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -11,7 +12,23 @@ import (
 // acquireUnsafe is the deliberately broken check-then-set acquire: a
 // linearizable Get and, if the lock is absent, an unconditional Put. Two
 // acquires that both pass the Get both get the lock.
-func (s *Server) acquireUnsafe(ctx context.Context, req acquireRequest, l *lease, deadline time.Time) (grant, error) {
+func (s *Server) acquireUnsafe(ctx context.Context, req acquireRequest, l lease, r *restart, deadline time.Time) (grant, error) {
+	if st := s.settle(ctx, &l, r); st != leaseAlive {
+		s.dropLease(l, st)
+		return grant{}, fmt.Errorf("%w: the lease could not be restarted", ErrUnavailable)
+	}
+	g, err := s.checkThenSet(ctx, req, &l, deadline)
+	switch {
+	case errors.Is(err, ErrBusy):
+		s.keepLease(l.id, l.ttl)
+	case err != nil:
+		s.revoke(l.id)
+	}
+	return g, err
+}
+
+// checkThenSet is acquireUnsafe's Get and Put.
+func (s *Server) checkThenSet(ctx context.Context, req acquireRequest, l *lease, deadline time.Time) (grant, error) {
 	lk := lockKey(req.ResourceID)
 	waited := false
 	for {
