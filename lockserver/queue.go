@@ -198,9 +198,9 @@ func (s *Server) waitTurn(ctx context.Context, req acquireRequest, w *waiter, de
 
 // place is what a waiter waits for, as queuePlace read it.
 type place struct {
-	watch  string            // the predecessor's key; the lock key when w is the head and the lock is held; "" when the lock is free for w
-	handed *mvccpb.KeyValue  // the lock key, when a release handed the lock over to w
-	lost   bool              // w's key is gone and the lock is not w's
+	watch  string           // the predecessor's key; the lock key when w is the head and the lock is held; "" when the lock is free for w
+	handed *mvccpb.KeyValue // the lock key, when a release handed the lock over to w
+	lost   bool             // w's key is gone and the lock is not w's
 }
 
 // queuePlace reads, in one linearizable txn, what w waits for.

@@ -120,16 +120,16 @@ type Server struct {
 	serveDone chan struct{}
 	inflight  sync.WaitGroup // handlers and background cleanups
 
-	pause    pauser
-	stats    counters
-	metrics  *metrics
-	limiter  *rate.Limiter // nil: no rate limit
-	pool     *leasePool    // nil: no lease pool
-	minTTL   atomic.Int64  // etcd's minimum lease TTL in seconds, once a grant revealed it
-	receipts  receiptLease // the lease release receipts are written under
-	claims    claimLeases  // the leases waiter keys are written under
-	keeper    *keeper      // restarts leases over one keep-alive stream
-	contended contention   // resources that had waiters lately
+	pause     pauser
+	stats     counters
+	metrics   *metrics
+	limiter   *rate.Limiter // nil: no rate limit
+	pool      *leasePool    // nil: no lease pool
+	minTTL    atomic.Int64  // etcd's minimum lease TTL in seconds, once a grant revealed it
+	receipts  receiptLease  // the lease release receipts are written under
+	claims    claimLeases   // the leases waiter keys are written under
+	keeper    *keeper       // restarts leases over one keep-alive stream
+	contended contention    // resources that had waiters lately
 
 	// renewHook, when set by tests, runs in renew between its read of the
 	// lock and its effect.
