@@ -3,6 +3,7 @@ package lockserver
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -10,34 +11,42 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// keeperTick is how often the keeper looks for leases due for a restart.
-const keeperTick = 50 * time.Millisecond
+// keeperTick is how often the keeper looks for leases due for a restart;
+// keeperStreams is how many keep-alive streams it keeps open.
+const (
+	keeperTick    = 50 * time.Millisecond
+	keeperStreams = 4
+)
 
-// errNoStream: the keeper has no keep-alive stream right now (etcd
+// errNoStream: the keeper has no healthy keep-alive stream right now (etcd
 // unreachable, or reconnecting); the caller restarts its lease another way.
 var errNoStream = errors.New("lockserver: no keep-alive stream")
 
-// keeper restarts leases over one long-lived LeaseKeepAlive stream per lock
-// server, instead of a KeepAliveOnce per restart (which opens a gRPC stream
-// for a single message and closes it). etcd's leader answers a restart
-// without a Raft write; a follower forwards it to the leader.
+// keeper restarts leases over a few long-lived LeaseKeepAlive streams per
+// lock server, instead of a KeepAliveOnce per restart (which opens a gRPC
+// stream for a single message and closes it). etcd's leader answers a
+// restart without a Raft write; a follower forwards it to the leader, one
+// request of a stream at a time. So the keeper keeps keeperStreams streams
+// (the client spreads them over the members) and sends each restart on the
+// one that answers fastest for its load, which is in practice the one on the
+// leader.
 //
 // Two kinds of callers use it:
 //
-//   - an acquire (or a renew) that took a lease from the pool sends one
-//     restart (send) and, instead of waiting for its answer before the grant
-//     txn, sends the txn at once and waits for both (settle): the restart is
-//     off the critical path, and the answer still says how long the lease
-//     lives from the moment the restart was sent, so expiresAt promises
-//     exactly the granted TTL, as with KeepAliveOnce;
+//   - an acquire that took a lease from the pool sends one restart (send)
+//     and, instead of waiting for its answer before the grant txn, sends the
+//     txn at once and waits for both (settle): the restart is off the
+//     critical path, and its answer still says how long the lease lives from
+//     the moment the restart was sent, so expiresAt promises exactly the
+//     granted TTL, as with KeepAliveOnce;
 //   - leases that must stay alive while nothing else happens to them (keep):
 //     the claim leases a server's waiters are registered under, and the
-//     lease each waiter's lock will be on once a release hands it over. Those
-//     are restarted every `every` until `until`, and forget stops that and
-//     reports what the last answer said.
+//     lease each waiter's lock will be on once a release hands it over.
+//     Those are restarted every `every` until `until`, and forget stops that
+//     and reports what the last answer said.
 //
 // A restart answered with TTL 0 means etcd has no such lease. A restart that
-// got no answer (the stream broke, or no answer within EtcdTimeout) may still
+// got no answer (its stream broke, or no answer within EtcdTimeout) may still
 // be applied later, so its lease is "unsettled": it must never back a lock
 // that is not its current one's, and the caller revokes it (a revoked lease
 // cannot be restarted). So the keeper never keeps alive a lease that may back
@@ -45,27 +54,36 @@ var errNoStream = errors.New("lockserver: no keep-alive stream")
 // or is about to write a lock on them, and forget waits for the last restart
 // in flight before the lease changes hands.
 //
-// Like every etcd call of the server, the stream carries WithRequireLeader,
+// Like every etcd call of the server, the streams carry WithRequireLeader,
 // and background restarts stop while the server is paused (a frozen server's
 // claim leases expire, as they would under SIGSTOP).
 type keeper struct {
 	s *Server
 
 	mu       sync.Mutex
-	stream   pb.Lease_LeaseKeepAliveClient // nil while there is none
-	cancel   context.CancelFunc            // ends stream
-	inflight map[clientv3.LeaseID]*restart // sent on stream, not answered; one per lease
+	streams  [keeperStreams]*kstream
+	inflight map[clientv3.LeaseID]*restart // sent, not answered; one per lease
 	kept     map[clientv3.LeaseID]*kept
-	proven   bool // an answer came on stream
+	next     int // round robin among equally good streams
 
-	sendMu sync.Mutex // a gRPC stream's Send is not safe for concurrent use
-	wake   chan struct{}
-	recvs  sync.WaitGroup
-	done   chan struct{}
+	wake  chan struct{}
+	recvs sync.WaitGroup
+	done  chan struct{}
+}
+
+// kstream is one keep-alive stream.
+type kstream struct {
+	st       pb.Lease_LeaseKeepAliveClient
+	cancel   context.CancelFunc
+	sendMu   sync.Mutex    // a gRPC stream's Send is not safe for concurrent use
+	proven   bool          // an answer came on it (guarded by keeper.mu)
+	inflight int           // restarts sent on it and not answered (keeper.mu)
+	latency  time.Duration // moving average of its answers' latency (keeper.mu)
 }
 
 // restart is one keep-alive request.
 type restart struct {
+	on   *kstream
 	sent time.Time     // just before it was sent: the lease lives at least ttl from then
 	done chan struct{} // closed once answered or failed
 	ttl  time.Duration // after done: the granted TTL; 0: etcd has no such lease
@@ -86,8 +104,8 @@ func newKeeper(s *Server) *keeper {
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
-// run keeps a stream open and restarts the kept leases that are due, until
-// ctx (the server's) ends.
+// run keeps the streams open and restarts the kept leases that are due,
+// until ctx (the server's) ends.
 func (k *keeper) run(ctx context.Context) {
 	defer close(k.done)
 	defer k.shutdown()
@@ -96,7 +114,6 @@ func (k *keeper) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		if err := k.connect(ctx); err != nil {
 			_ = k.s.backoffFor(ctx, retryBackoff)
-			continue
 		}
 		select {
 		case <-ctx.Done():
@@ -109,61 +126,67 @@ func (k *keeper) run(ctx context.Context) {
 			return
 		}
 		for _, id := range k.due() {
-			_, _ = k.sendOn(id)
+			_, _ = k.sendOn(id, k.pick(false))
 		}
 		k.probe()
 	}
 }
 
-// connect opens a stream when there is none.
+// connect opens the streams that are missing.
 func (k *keeper) connect(ctx context.Context) error {
-	k.mu.Lock()
-	has := k.stream != nil
-	k.mu.Unlock()
-	if has {
-		return nil
-	}
 	cli := k.s.kv()
 	if cli == nil {
 		return errNoStream
 	}
-	sctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	st, err := pb.NewLeaseClient(cli.ActiveConnection()).LeaseKeepAlive(sctx)
-	if err != nil {
-		cancel()
-		k.s.stats.etcdErrors.Add(1)
-		return err
+	for i := range k.streams {
+		k.mu.Lock()
+		has := k.streams[i] != nil
+		k.mu.Unlock()
+		if has {
+			continue
+		}
+		sctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		st, err := pb.NewLeaseClient(cli.ActiveConnection()).LeaseKeepAlive(sctx)
+		if err != nil {
+			cancel()
+			k.s.stats.etcdErrors.Add(1)
+			return err
+		}
+		ks := &kstream{st: st, cancel: cancel}
+		k.mu.Lock()
+		k.streams[i] = ks
+		k.mu.Unlock()
+		k.recvs.Add(1)
+		go k.recv(ks)
 	}
-	k.mu.Lock()
-	k.stream, k.cancel, k.proven = st, cancel, false
-	k.mu.Unlock()
-	k.recvs.Add(1)
-	go k.recv(st)
 	return nil
 }
 
-// recv applies the answers of st until it breaks.
-func (k *keeper) recv(st pb.Lease_LeaseKeepAliveClient) {
+// recv applies the answers of ks until it breaks.
+func (k *keeper) recv(ks *kstream) {
 	defer k.recvs.Done()
 	for {
-		resp, err := st.Recv()
+		resp, err := ks.st.Recv()
 		if err != nil {
-			k.broken(st, err)
+			k.broken(ks, err)
 			return
 		}
-		k.answered(clientv3.LeaseID(resp.ID), time.Duration(resp.TTL)*time.Second)
+		k.answered(ks, clientv3.LeaseID(resp.ID), time.Duration(resp.TTL)*time.Second)
 	}
 }
 
-func (k *keeper) answered(id clientv3.LeaseID, ttl time.Duration) {
+func (k *keeper) answered(ks *kstream, id clientv3.LeaseID, ttl time.Duration) {
+	now := k.s.cfg.Now()
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.proven = true
+	ks.proven = true
 	r := k.inflight[id]
-	if r == nil {
+	if r == nil || r.on != ks {
 		return
 	}
 	delete(k.inflight, id)
+	ks.inflight--
+	ks.latency += (now.Sub(r.sent) - ks.latency) / 8
 	r.ttl = ttl
 	close(r.done)
 	if kp := k.kept[id]; kp != nil {
@@ -183,47 +206,52 @@ func (kp *kept) apply(r *restart) {
 	}
 }
 
-// broken fails every restart in flight on st, which has ended.
-func (k *keeper) broken(st pb.Lease_LeaseKeepAliveClient, err error) {
+// broken fails every restart in flight on ks, which has ended.
+func (k *keeper) broken(ks *kstream, err error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.stream != st {
+	i := slices.Index(k.streams[:], ks)
+	if i < 0 {
 		return
 	}
-	k.stream = nil
-	k.cancel()
+	k.streams[i] = nil
+	ks.cancel()
 	if k.s.ctx.Err() == nil {
 		k.s.stats.etcdErrors.Add(1)
 	}
 	for id, r := range k.inflight {
+		if r.on != ks {
+			continue
+		}
 		r.err = err
 		close(r.done)
+		delete(k.inflight, id)
 		if kp := k.kept[id]; kp != nil {
 			kp.apply(r)
 		}
 	}
-	clear(k.inflight)
 }
 
 // cancelOverdue ends a stream on which a restart waited longer than
-// EtcdTimeout for its answer (recv then fails the restarts in flight).
+// EtcdTimeout for its answer (recv then fails the restarts in flight on it).
 func (k *keeper) cancelOverdue() {
 	now := k.s.cfg.Now()
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for _, r := range k.inflight {
-		if now.Sub(r.sent) > k.s.cfg.EtcdTimeout && k.cancel != nil {
-			k.cancel()
-			return
+		if now.Sub(r.sent) > k.s.cfg.EtcdTimeout {
+			r.on.cancel()
 		}
 	}
 }
 
-// shutdown ends the stream and waits for its reader.
+// shutdown ends the streams and waits for their readers.
 func (k *keeper) shutdown() {
 	k.mu.Lock()
-	if k.cancel != nil {
-		k.cancel()
+	for _, ks := range k.streams {
+		if ks != nil {
+			ks.cancel()
+		}
 	}
 	k.mu.Unlock()
 	k.recvs.Wait()
@@ -252,78 +280,110 @@ func (k *keeper) due() []clientv3.LeaseID {
 // "no lease"), so it answers "no such lease" (TTL 0) and changes nothing.
 const probeLease = clientv3.LeaseID(0)
 
-// probe restarts lease 0 on a stream that has not answered anything yet:
-// until it has, restarts are not sent on it with a txn (see healthy).
+// probe restarts lease 0 on a stream that has not answered anything yet
+// (one probe at a time): until a stream has answered, no acquire sends its
+// restart on it with a txn (see healthyLocked).
 func (k *keeper) probe() {
 	k.mu.Lock()
-	need := k.stream != nil && !k.proven && k.inflight[probeLease] == nil
+	var ks *kstream
+	if k.inflight[probeLease] == nil {
+		for _, s := range k.streams {
+			if s != nil && !s.proven {
+				ks = s
+				break
+			}
+		}
+	}
 	k.mu.Unlock()
-	if need {
-		_, _ = k.sendOn(probeLease)
+	if ks != nil {
+		_, _ = k.sendOn(probeLease, ks)
 	}
 }
 
-// stall is how long a restart may wait for its answer before the stream is
+// stall is how long a restart may wait for its answer before its stream is
 // not trusted with an acquire's restart any more.
 func (k *keeper) stall() time.Duration { return min(k.s.cfg.EtcdTimeout/2, 250*time.Millisecond) }
 
-// healthyLocked reports whether the stream answers: it answered since it
-// was opened, and no restart has been waiting longer than stall. An acquire
-// sends its restart with its grant txn only on a healthy stream; otherwise it
+// healthyLocked reports whether ks answers: it answered since it was opened,
+// and no restart on it has been waiting longer than stall. An acquire sends
+// its restart with its grant txn only on a healthy stream; otherwise it
 // restarts its lease first and waits (so that an unreachable etcd answers
 // "unavailable" before any txn is sent, rather than "outcome unknown").
-func (k *keeper) healthyLocked(now time.Time) bool {
-	if k.stream == nil || !k.proven {
+func (k *keeper) healthyLocked(ks *kstream, now time.Time) bool {
+	if ks == nil || !ks.proven {
 		return false
 	}
 	for _, r := range k.inflight {
-		if now.Sub(r.sent) > k.stall() {
+		if r.on == ks && now.Sub(r.sent) > k.stall() {
 			return false
 		}
 	}
 	return true
 }
 
+// pick returns the stream to send a restart on: among the healthy ones (any
+// open one unless healthy is asked), the one whose answers are expected
+// soonest (its latency times its queue); nil when there is none.
+func (k *keeper) pick(healthy bool) *kstream {
+	now := k.s.cfg.Now()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var best *kstream
+	var bestCost time.Duration
+	for i := range k.streams {
+		ks := k.streams[(k.next+i)%len(k.streams)]
+		if ks == nil || (healthy && !k.healthyLocked(ks, now)) {
+			continue
+		}
+		cost := (ks.latency + time.Microsecond) * time.Duration(1+ks.inflight)
+		if best == nil || cost < bestCost {
+			best, bestCost = ks, cost
+		}
+	}
+	k.next++
+	return best
+}
+
 // send restarts lease id now on a healthy stream, or returns the restart of
 // it already in flight. errNoStream: nothing was sent.
 func (k *keeper) send(id clientv3.LeaseID) (*restart, error) {
 	k.mu.Lock()
-	if r := k.inflight[id]; r != nil {
-		k.mu.Unlock()
+	r := k.inflight[id]
+	k.mu.Unlock()
+	if r != nil {
 		return r, nil
 	}
-	ok := k.healthyLocked(k.s.cfg.Now())
-	k.mu.Unlock()
-	if !ok {
+	ks := k.pick(true)
+	if ks == nil {
 		return nil, errNoStream
 	}
-	return k.sendOn(id)
+	return k.sendOn(id, ks)
 }
 
-// sendOn restarts lease id now on the current stream (or returns the
-// restart of it in flight). errNoStream: there is no stream.
-func (k *keeper) sendOn(id clientv3.LeaseID) (*restart, error) {
+// sendOn restarts lease id now on ks (or returns the restart of it in
+// flight). errNoStream: ks is nil or closed.
+func (k *keeper) sendOn(id clientv3.LeaseID, ks *kstream) (*restart, error) {
 	k.mu.Lock()
 	if r := k.inflight[id]; r != nil {
 		k.mu.Unlock()
 		return r, nil
 	}
-	st := k.stream
-	if st == nil {
+	if ks == nil || !slices.Contains(k.streams[:], ks) {
 		k.mu.Unlock()
 		return nil, errNoStream
 	}
-	r := &restart{sent: k.s.cfg.Now(), done: make(chan struct{})}
+	r := &restart{on: ks, sent: k.s.cfg.Now(), done: make(chan struct{})}
 	k.inflight[id] = r
+	ks.inflight++
 	k.mu.Unlock()
 	if id != probeLease {
 		k.s.stats.leaseRestarts.Add(1)
 	}
-	k.sendMu.Lock()
-	err := st.Send(&pb.LeaseKeepAliveRequest{ID: int64(id)})
-	k.sendMu.Unlock()
+	ks.sendMu.Lock()
+	err := ks.st.Send(&pb.LeaseKeepAliveRequest{ID: int64(id)})
+	ks.sendMu.Unlock()
 	if err != nil {
-		k.broken(st, err) // fails r too
+		k.broken(ks, err) // fails r too
 	}
 	return r, nil
 }

@@ -18,8 +18,9 @@ import (
 const headEvery = 100 * time.Millisecond
 
 // waiterEvery is how often a waiter behind the head restarts that lease:
-// often enough that it never expires while the waiter waits.
-func waiterEvery(ttl time.Duration) time.Duration { return max(headEvery, min(claimEvery, ttl/3)) }
+// often enough that it never expires while the waiter waits. A waiter that
+// becomes the head restarts it at once.
+func waiterEvery(ttl time.Duration) time.Duration { return max(headEvery, ttl/3) }
 
 // waiter is a queued blocking acquire.
 type waiter struct {
@@ -309,6 +310,9 @@ func (s *Server) handedOver(ctx context.Context, req acquireRequest, w *waiter, 
 // also reads the lock, so a hand-over that came first is not missed (then
 // the acquire is answered with it, a little late).
 func (s *Server) giveUp(ctx context.Context, req acquireRequest, w *waiter) (grant, error) {
+	if s.giveUpHook != nil {
+		s.giveUpHook()
+	}
 	handed, err := s.leave(ctx, w)
 	switch {
 	case err != nil:

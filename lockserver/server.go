@@ -134,6 +134,9 @@ type Server struct {
 	// renewHook, when set by tests, runs in renew between its read of the
 	// lock and its effect.
 	renewHook func()
+	// giveUpHook, when set by tests, runs when a waiter's deadline has
+	// passed, before it leaves the queue.
+	giveUpHook func()
 	// dialOptions, when set by tests before Start, are added to the etcd
 	// client's dial options.
 	dialOptions []grpc.DialOption
