@@ -115,6 +115,7 @@ func (k *keeper) run(ctx context.Context) {
 		if err := k.connect(ctx); err != nil {
 			_ = k.s.backoffFor(ctx, retryBackoff)
 		}
+		k.probe()
 		select {
 		case <-ctx.Done():
 			return
@@ -128,7 +129,6 @@ func (k *keeper) run(ctx context.Context) {
 		for _, id := range k.due() {
 			_, _ = k.sendOn(id, k.pick(false))
 		}
-		k.probe()
 	}
 }
 
@@ -276,27 +276,28 @@ func (k *keeper) due() []clientv3.LeaseID {
 	return ids
 }
 
-// probeLease is the lease id a probe restarts: etcd has no lease 0 (it means
-// "no lease"), so it answers "no such lease" (TTL 0) and changes nothing.
-const probeLease = clientv3.LeaseID(0)
+// probeLease is the lease id the probe of stream i restarts: etcd's lease
+// ids are positive, so it answers "no such lease" (TTL 0) and changes
+// nothing.
+func probeLease(i int) clientv3.LeaseID { return clientv3.LeaseID(-1 - i) }
 
-// probe restarts lease 0 on a stream that has not answered anything yet
-// (one probe at a time): until a stream has answered, no acquire sends its
-// restart on it with a txn (see healthyLocked).
+// probe restarts a lease that does not exist on each stream that has not
+// answered anything yet: until a stream has, no acquire sends its restart
+// on it with a txn (see healthyLocked).
 func (k *keeper) probe() {
 	k.mu.Lock()
-	var ks *kstream
-	if k.inflight[probeLease] == nil {
-		for _, s := range k.streams {
-			if s != nil && !s.proven {
-				ks = s
-				break
-			}
+	var todo []int
+	for i, ks := range k.streams {
+		if ks != nil && !ks.proven && k.inflight[probeLease(i)] == nil {
+			todo = append(todo, i)
 		}
 	}
 	k.mu.Unlock()
-	if ks != nil {
-		_, _ = k.sendOn(probeLease, ks)
+	for _, i := range todo {
+		k.mu.Lock()
+		ks := k.streams[i]
+		k.mu.Unlock()
+		_, _ = k.sendOn(probeLease(i), ks)
 	}
 }
 
@@ -376,7 +377,7 @@ func (k *keeper) sendOn(id clientv3.LeaseID, ks *kstream) (*restart, error) {
 	k.inflight[id] = r
 	ks.inflight++
 	k.mu.Unlock()
-	if id != probeLease {
+	if id > 0 {
 		k.s.stats.leaseRestarts.Add(1)
 	}
 	ks.sendMu.Lock()
