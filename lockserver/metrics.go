@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,6 +41,17 @@ type metrics struct {
 	requests *prometheus.CounterVec   // route, code
 	acquire  *prometheus.HistogramVec // result
 	handler  http.Handler
+
+	// The children of requests and acquire, looked up once: a label
+	// lookup hashes and formats its values on every request.
+	mu       sync.RWMutex
+	counters map[requestKey]prometheus.Counter
+	results  map[string]prometheus.Observer
+}
+
+type requestKey struct {
+	route  string
+	status int
 }
 
 func newMetrics(s *Server) *metrics {
@@ -54,6 +66,11 @@ func newMetrics(s *Server) *metrics {
 			Help:    "Time to answer an acquire (including a blocking wait), by result: ok, busy, unknown, unavailable, error.",
 			Buckets: acquireBuckets,
 		}, []string{"result"}),
+	}
+	m.counters = map[requestKey]prometheus.Counter{}
+	m.results = map[string]prometheus.Observer{}
+	for _, r := range []string{"ok", "busy", "unknown", "unavailable", "error"} {
+		m.results[r] = m.acquire.WithLabelValues(r)
 	}
 	m.reg.MustRegister(m.requests, m.acquire, statsCollector{s})
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
@@ -82,12 +99,23 @@ func route(path string) string {
 
 // countRequest records one answered request.
 func (s *Server) countRequest(r *http.Request, status int) {
-	s.metrics.requests.WithLabelValues(route(r.URL.Path), strconv.Itoa(status)).Inc()
+	m := s.metrics
+	k := requestKey{route(r.URL.Path), status}
+	m.mu.RLock()
+	c := m.counters[k]
+	m.mu.RUnlock()
+	if c == nil {
+		c = m.requests.WithLabelValues(k.route, strconv.Itoa(status))
+		m.mu.Lock()
+		m.counters[k] = c
+		m.mu.Unlock()
+	}
+	c.Inc()
 }
 
 // observeAcquire records the latency of one acquire answered with err.
 func (s *Server) observeAcquire(start time.Time, err error) {
-	s.metrics.acquire.WithLabelValues(acquireResult(err)).Observe(time.Since(start).Seconds())
+	s.metrics.results[acquireResult(err)].Observe(time.Since(start).Seconds())
 }
 
 func acquireResult(err error) string {
