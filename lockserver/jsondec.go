@@ -194,5 +194,3 @@ func view(b []byte) string {
 	}
 	return unsafe.String(&b[0], len(b))
 }
-
-
