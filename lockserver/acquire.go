@@ -151,11 +151,40 @@ func (s *Server) grantTxn(ctx context.Context, req acquireRequest, l lease, tok 
 	return resp.Succeeded, resp, nil
 }
 
-// acquireOrQueue is a blocking acquire's first try: one txn that grants the
-// lock if it is free and nobody is queued, and otherwise registers the
-// acquire in the queue (its else branch), with all a release needs to hand
-// the lock over to it. Then it waits its turn.
+// acquireOrQueue is a blocking acquire's first try. On a resource that had
+// waiters lately it is one txn that grants the lock if it is free and nobody
+// is queued, and otherwise registers the acquire in the queue (its else
+// branch), with all a release needs to hand the lock over to it. On any
+// other resource it is a plain grant txn, and only if the lock is held does
+// a second txn register the acquire: most blocking acquires of free locks
+// then cost what a try-once acquire costs. Then it waits its turn.
 func (s *Server) acquireOrQueue(ctx context.Context, req acquireRequest, l lease, r *restart, deadline time.Time) (grant, error) {
+	if !s.contended.recent(req.ResourceID, s.cfg.Now()) {
+		tok, err := newToken()
+		if err != nil {
+			s.keepOrRevoke(l, s.settle(ctx, &l, r))
+			return grant{}, fmt.Errorf("lockserver: token: %w", err)
+		}
+		ok, resp, err := s.grantTxn(ctx, req, l, tok, nil, nil)
+		st := s.settle(ctx, &l, r)
+		if err != nil || ok {
+			return s.granted(l, st, tok, resp, ok, err)
+		}
+		if st != leaseAlive {
+			s.dropLease(l, st)
+			return grant{}, errRetryLease
+		}
+		s.contended.note(req.ResourceID, s.cfg.Now())
+		w, err := s.newWaiter(ctx, req, deadline, l)
+		if err != nil {
+			s.keepLease(l.id, l.ttl)
+			return grant{}, err
+		}
+		if err := s.register(ctx, w); err != nil {
+			return grant{}, err
+		}
+		return s.waitQueued(ctx, req, w, deadline)
+	}
 	w, err := s.newWaiter(ctx, req, deadline, l)
 	if err != nil {
 		s.keepOrRevoke(l, s.settle(ctx, &l, r))
@@ -181,7 +210,13 @@ func (s *Server) acquireOrQueue(ctx context.Context, req acquireRequest, l lease
 		// and start again with another lease (at the back of the queue).
 		return grant{}, s.requeue(ctx, w, st)
 	}
-	s.keeper.keep(l, waiterEvery(l.ttl), time.Time{})
+	return s.waitQueued(ctx, req, w, deadline)
+}
+
+// waitQueued waits for the turn of w, which is registered, with its lock
+// lease kept alive meanwhile.
+func (s *Server) waitQueued(ctx context.Context, req acquireRequest, w *waiter, deadline time.Time) (grant, error) {
+	s.keeper.keep(w.lock, waiterEvery(w.lock.ttl), time.Time{})
 	s.stats.waiters.Add(1)
 	defer s.stats.waiters.Add(-1)
 	return s.wait(ctx, req, w, deadline)

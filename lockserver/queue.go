@@ -120,8 +120,19 @@ func (s *Server) reregister(ctx context.Context, req acquireRequest, w *waiter, 
 	}
 	nw.maybeHanded = true
 	*w = *nw
+	if err := s.register(ctx, w); err != nil {
+		return err
+	}
+	s.keeper.keep(l, waiterEvery(l.ttl), time.Time{})
+	return nil
+}
+
+// register writes w's registration in a txn of its own (at the back of the
+// queue). On failure it disposes of w's lock lease (w.lock, alive and not
+// kept), leaving the queue in the background if the key may be written.
+func (s *Server) register(ctx context.Context, w *waiter) error {
 	if err := s.pausePoint(ctx); err != nil {
-		s.keepLease(l.id, l.ttl)
+		s.keepLease(w.lock.id, w.lock.ttl)
 		return err
 	}
 	cctx, cancel := s.etcdCtx(ctx)
@@ -134,7 +145,6 @@ func (s *Server) reregister(ctx context.Context, req acquireRequest, w *waiter, 
 		s.abandon(w, false, leaseAlive)
 		return s.writeErr(err, "register waiter")
 	}
-	s.keeper.keep(l, waiterEvery(l.ttl), time.Time{})
 	return nil
 }
 
