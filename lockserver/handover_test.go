@@ -82,6 +82,8 @@ func TestReleaseHandsTheLockOverInOneWrite(t *testing.T) {
 	assert.Equal(t, txns, s.Stats().GrantTxns, "the waiter sent no grant txn")
 	assert.Equal(t, int64(1), s.Stats().HandOvers)
 	assert.Equal(t, int64(1), s.Stats().HandedOver)
+	fams := scrapeServer(t, newTestHTTPClient(t), s.URL())
+	assert.Equal(t, 1.0, sample(t, fams, "lockserver_handovers_total", nil).GetCounter().GetValue())
 	lease, created := lockLease(t, te, "h")
 	assert.Equal(t, reg.lease, lease, "the lock is on the lease the waiter registered")
 	assert.Equal(t, holderRev, created, "the lock key was put, not re-created")

@@ -152,6 +152,7 @@ var (
 	descRenews    = prometheus.NewDesc("lockserver_renews_total", "Renews answered, by result (ok, not_holder).", []string{"result"}, nil)
 	descRejected  = prometheus.NewDesc("lockserver_rejected_total", "Requests refused by auth (401/403) or the rate limit (429).", nil, nil)
 	descGrantTxns = prometheus.NewDesc("lockserver_grant_txns_total", "Grant attempts (acquire txns) sent to etcd.", nil, nil)
+	descHandOvers = prometheus.NewDesc("lockserver_handovers_total", "Releases that handed the lock over to the oldest waiter in their own txn.", nil, nil)
 	descEtcdErrs  = prometheus.NewDesc("lockserver_etcd_errors_total", "etcd calls made for requests that failed.", nil, nil)
 	descWaiters   = prometheus.NewDesc("lockserver_waiters", "Blocked acquires this server is holding in the queue now.", nil, nil)
 	descHeld      = prometheus.NewDesc("lockserver_locks_held", "Locks held in etcd now, across every lock server (keys under /locks/, counted at scrape time; absent when etcd did not answer).", nil, nil)
@@ -160,7 +161,7 @@ var (
 )
 
 func (c statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descAcquires, descReleases, descRenews, descRejected, descGrantTxns,
+	for _, d := range []*prometheus.Desc{descAcquires, descReleases, descRenews, descRejected, descGrantTxns, descHandOvers,
 		descEtcdErrs, descWaiters, descHeld, descQueued, descCountUp} {
 		ch <- d
 	}
@@ -181,6 +182,7 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descRenews, st.RenewNotHolder, "not_holder")
 	counter(descRejected, st.Rejected)
 	counter(descGrantTxns, st.GrantTxns)
+	counter(descHandOvers, st.HandOvers)
 	counter(descEtcdErrs, st.EtcdErrors)
 	ch <- prometheus.MustNewConstMetric(descWaiters, prometheus.GaugeValue, float64(st.Waiters))
 
