@@ -307,3 +307,30 @@ func TestObserverSeesAHandOverAsAnEndAndAGrant(t *testing.T) {
 	_, ended = o.Ended(got.g.FencingToken)
 	assert.True(t, ended)
 }
+
+// TestWaiterWhoseClientLeftLeavesTheQueue: a queued acquire whose client
+// gave up (its request was cancelled) leaves the queue, so a later release
+// frees the lock rather than handing it to nobody.
+func TestWaiterWhoseClientLeftLeavesTheQueue(t *testing.T) {
+	te := startEtcd(t)
+	s, c := startServer(t, te, nil)
+	ctx := t.Context()
+	holder, err := c.Acquire(ctx, "gone", 30*time.Second, 0)
+	require.NoError(t, err)
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Acquire(wctx, "gone", 30*time.Second, 20*time.Second)
+		done <- err
+	}()
+	require.Eventually(t, func() bool { return queueLen(t, te, "gone") == 1 }, 30*time.Second, 5*time.Millisecond, "the waiter queued")
+	cancel()
+	<-done
+	require.Eventually(t, func() bool { return queueLen(t, te, "gone") == 0 }, 10*time.Second, 10*time.Millisecond,
+		"the waiter whose client left is still queued")
+	require.NoError(t, c.Release(ctx, "gone", holder.LockToken))
+	info, err := c.Get(ctx, "gone")
+	require.NoError(t, err)
+	assert.False(t, info.Held, "the lock was handed to a client that left")
+	assert.Zero(t, s.Stats().HandOvers)
+}
