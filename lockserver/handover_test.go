@@ -88,8 +88,9 @@ func TestReleaseHandsTheLockOverInOneWrite(t *testing.T) {
 	assert.Equal(t, reg.lease, lease, "the lock is on the lease the waiter registered")
 	assert.Equal(t, holderRev, created, "the lock key was put, not re-created")
 	assert.Zero(t, queueLen(t, te, "h"), "the registration is gone")
-	assert.LessOrEqual(t, got.g.TTL, 20*time.Second)
-	assert.Greater(t, got.g.TTL, 19*time.Second, "what the lease has left: the head restarts it while it waits")
+	assert.Less(t, got.g.TTL, 20*time.Second, "what the lease has left when the waiter learns of the hand-over, not its TTL")
+	assert.Greater(t, got.g.TTL, 19*time.Second, "the head restarts its lease while it waits")
+	assert.WithinDuration(t, time.Now().Add(got.g.TTL), got.g.ExpiresAt, time.Second, "ttl and expiresAt agree")
 
 	info, err := c.Get(ctx, "h")
 	require.NoError(t, err)
@@ -333,4 +334,26 @@ func TestWaiterWhoseClientLeftLeavesTheQueue(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, info.Held, "the lock was handed to a client that left")
 	assert.Zero(t, s.Stats().HandOvers)
+}
+
+func TestPromise(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	l := lease{ttl: 10 * time.Second, since: t0}
+	tests := []struct {
+		name      string
+		sent, now time.Time
+		wantExp   time.Time
+		wantTTL   time.Duration
+	}{
+		{"restarted right before the txn: the granted TTL", t0, t0.Add(time.Second), t0.Add(10 * time.Second), 10 * time.Second},
+		{"restarted earlier: what is left", t0.Add(time.Millisecond), t0.Add(300 * time.Millisecond), t0.Add(10 * time.Second), 9700 * time.Millisecond},
+		{"a hand-over: what is left", time.Time{}, t0.Add(250 * time.Millisecond), t0.Add(10 * time.Second), 9750 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			exp, ttl := promise(l, tt.sent, tt.now)
+			assert.Equal(t, tt.wantTTL, ttl)
+			assert.True(t, tt.wantExp.Equal(exp), "expiresAt %v, want %v", exp, tt.wantExp)
+		})
+	}
 }

@@ -280,11 +280,12 @@ func (s *Server) tryGrant(ctx context.Context, req acquireRequest, w *waiter) (g
 
 // promise is the expiresAt and ttl an answer gives for a lock on l granted
 // by a txn sent at sent: the granted TTL from when l was restarted, if that
-// was right before the txn; otherwise what is left of the lease at now, so
+// was right before the txn; otherwise (or when sent is zero: a hand-over,
+// whose txn this server did not send) what is left of the lease at now, so
 // that "ttl from any time after the grant" never outlasts the lease.
 func promise(l lease, sent, now time.Time) (time.Time, time.Duration) {
 	exp := l.since.Add(l.ttl)
-	if !l.since.Before(sent) {
+	if !sent.IsZero() && !l.since.Before(sent) {
 		return exp, l.ttl
 	}
 	ttl := exp.Sub(now).Truncate(time.Millisecond)
