@@ -200,7 +200,7 @@ func (s *Server) acquireOrQueue(ctx context.Context, req acquireRequest, l lease
 	case err != nil || ok:
 		return s.granted(l, st, w.tok, resp, ok, err) // the else branch did not run
 	}
-	if err := queued(&w.reg, resp); err != nil {
+	if err := queued(w, resp); err != nil {
 		s.abandon(w, false, st)
 		return grant{}, err
 	}

@@ -29,6 +29,7 @@ type waiter struct {
 	tok   string       // the lockToken the lock gets, whoever grants it
 	claim lease        // the claim lease the waiter key is on
 	lock  lease        // the lease the lock will be on; the keeper restarts it while w waits
+	watch string       // the key w waits on next: its predecessor's, or the lock key
 	// maybeHanded: a registration of w was lost, and a hand-over may have
 	// given w a lock that ended before w saw it. Such an acquire never
 	// answers "busy" (the lock was maybe granted): it answers "unknown".
@@ -55,23 +56,29 @@ func (s *Server) newWaiter(ctx context.Context, req acquireRequest, deadline tim
 	return w, nil
 }
 
-// queueOps writes w's registration on its claim lease and reads the key
-// back: its CreateRevision is the waiter's place in the queue.
+// queueOps writes w's registration on its claim lease and reads back the
+// two newest waiter keys: w's (its CreateRevision is w's place in the
+// queue) and its predecessor's, which w watches first.
 func queueOps(w *waiter) []clientv3.Op {
 	return []clientv3.Op{
 		clientv3.OpPut(w.reg.key, encodeRegistration(w.reg), clientv3.WithLease(w.claim.id)),
-		clientv3.OpGet(w.reg.key, clientv3.WithKeysOnly()),
+		clientv3.OpGet(waitersPrefix(w.res), clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+			clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortDescend), clientv3.WithLimit(2)),
 	}
 }
 
-// queued sets reg's place in the queue from the answer of the txn whose
-// (else) branch ran queueOps.
-func queued(reg *registration, resp *clientv3.TxnResponse) error {
+// queued sets w's place in the queue, and what it watches first, from the
+// answer of the txn whose (else) branch ran queueOps.
+func queued(w *waiter, resp *clientv3.TxnResponse) error {
 	kvs := resp.Responses[1].GetResponseRange().GetKvs()
-	if len(kvs) != 1 {
+	if len(kvs) == 0 || string(kvs[0].Key) != w.reg.key {
 		return fmt.Errorf("%w: waiter key missing after its put", ErrOutcomeUnknown)
 	}
-	reg.rev = kvs[0].CreateRevision
+	w.reg.rev = kvs[0].CreateRevision
+	w.watch = lockKey(w.res) // the first waiter: the lock is held
+	if len(kvs) == 2 {
+		w.watch = string(kvs[1].Key)
+	}
 	return nil
 }
 
@@ -139,7 +146,7 @@ func (s *Server) register(ctx context.Context, w *waiter) error {
 	defer cancel()
 	resp, err := s.kv().Txn(cctx).Then(queueOps(w)...).Commit()
 	if err == nil {
-		err = queued(&w.reg, resp)
+		err = queued(w, resp)
 	}
 	if err != nil {
 		s.abandon(w, false, leaseAlive)
@@ -151,60 +158,110 @@ func (s *Server) register(ctx context.Context, w *waiter) error {
 // waitTurn waits without polling until w is handed the lock, or is the
 // oldest waiter and the lock is free (then it makes one grant attempt). The
 // head watches the lock key; every other waiter watches only its
-// predecessor, so a release wakes one waiter. A head that saw the lock
-// deleted tries at once, without re-reading: the grant txn's compares
-// decide, and a failed attempt reads again.
+// predecessor, so a release wakes one waiter. Each wait starts the watch
+// first and then reads w's place once (waitPlace): one read per wake-up.
+// After its predecessor left, a waiter guesses it is the head (the
+// predecessor was most likely handed the lock) and the read corrects it.
 func (s *Server) waitTurn(ctx context.Context, req acquireRequest, w *waiter, deadline time.Time) (grant, error) {
 	lk := lockKey(req.ResourceID)
-	freed := false // the head saw the lock deleted
 	for {
 		if !s.cfg.Now().Before(deadline) {
 			return s.giveUp(ctx, req, w)
 		}
-		var p place
-		if !freed {
-			var err error
-			if p, err = s.queuePlace(ctx, req, w); err != nil {
-				if errors.Is(err, ErrUnavailable) {
-					s.abandon(w, true, leaseAlive)
-					return grant{}, err
-				}
-				if err := s.backoff(ctx, deadline); err != nil {
-					s.abandon(w, true, leaseAlive)
-					return grant{}, err
-				}
-				continue
-			}
+		if w.watch == lk {
+			s.keeper.setEvery(w.lock.id, headEvery)
 		}
-		freed = false
+		o, err := s.waitPlace(ctx, req, w, deadline)
 		switch {
-		case p.handed != nil:
-			return s.handedOver(ctx, req, w, p.handed)
-		case p.lost:
+		case errors.Is(err, ErrUnavailable):
+			s.abandon(w, true, leaseAlive)
+			return grant{}, err
+		case err != nil: // etcd did not answer: try again shortly
+			if err := s.backoff(ctx, deadline); err != nil {
+				s.abandon(w, true, leaseAlive)
+				return grant{}, err
+			}
+			continue
+		case o.handed != nil:
+			return s.handedOver(ctx, req, w, o.handed)
+		case o.lost:
 			return grant{}, errWaiterLost
-		case p.watch == "": // the head, and the lock is free
+		case o.free:
 			g, done, err := s.tryGrant(ctx, req, w)
 			if done || err != nil {
 				return g, err
 			}
-			continue
-		case p.watch == lk:
-			s.keeper.setEvery(w.lock.id, headEvery)
+			w.watch = lk // taken again, or an older waiter: the next read says
+		case o.next != "":
+			w.watch = o.next
 		}
-		mine := ""
-		if p.watch == lk {
-			mine = w.reg.hash
-		}
-		deleted, handed, err := s.watchKey(ctx, p.watch, mine, deadline)
-		switch {
-		case err != nil:
-			s.abandon(w, true, leaseAlive)
-			return grant{}, err
-		case handed != nil:
-			return s.handedOver(ctx, req, w, handed)
-		}
-		freed = deleted && p.watch == lk
 	}
+}
+
+// waited is how a wait ended: handed over, lost, the lock free for w, or
+// w's next key to watch (none: the deadline passed).
+type waited struct {
+	handed *mvccpb.KeyValue
+	lost   bool
+	free   bool
+	next   string
+}
+
+// waitPlace watches w.watch (the lock key for a deletion or a put of w's
+// hash; a predecessor's key for its deletion) and, once the watch exists,
+// reads w's place: if the read says w waits on something else, or need not
+// wait, it says so at once; otherwise the watch's event ends the wait.
+//
+// The watch starts at etcd's current revision, not at the revision of a
+// read: a watch that starts in the past is "unsynced" and etcd catches it up
+// in a loop that runs every 100 ms, which under contention (the revision
+// moves all the time) would delay every hand-over by up to 100 ms. The read
+// after the watch exists makes sure that nothing before it is missed.
+func (s *Server) waitPlace(ctx context.Context, req acquireRequest, w *waiter, deadline time.Time) (waited, error) {
+	lk := lockKey(req.ResourceID)
+	wctx, cancel := context.WithDeadline(withLeader(ctx), deadline)
+	defer cancel()
+	opts := []clientv3.OpOption{clientv3.WithCreatedNotify()}
+	if w.watch != lk {
+		opts = append(opts, clientv3.WithFilterPut())
+	}
+	created := false
+	for resp := range s.kv().Watch(wctx, w.watch, opts...) {
+		if err := resp.Err(); err != nil {
+			s.stats.etcdErrors.Add(1)
+			return waited{}, err
+		}
+		if !created && resp.Created {
+			created = true
+			p, err := s.queuePlace(ctx, req, w)
+			switch {
+			case err != nil:
+				return waited{}, err
+			case p.handed != nil:
+				return waited{handed: p.handed}, nil
+			case p.lost:
+				return waited{lost: true}, nil
+			case p.watch == "":
+				return waited{free: true}, nil
+			case p.watch != w.watch:
+				return waited{next: p.watch}, nil
+			}
+		}
+		for _, ev := range resp.Events {
+			switch {
+			case w.watch == lk && ev.Type == mvccpb.DELETE:
+				return waited{free: true}, nil
+			case w.watch == lk && string(ev.Kv.Value) == w.reg.hash:
+				return waited{handed: ev.Kv}, nil
+			case w.watch != lk && ev.Type == mvccpb.DELETE:
+				return waited{next: lk}, nil // the predecessor left: likely w is the head now
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return waited{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return waited{}, nil // the deadline, or the watch closed: the caller checks
 }
 
 // place is what a waiter waits for, as queuePlace read it.
@@ -254,7 +311,8 @@ func (s *Server) queuePlace(ctx context.Context, req acquireRequest, w *waiter) 
 func (s *Server) tryGrant(ctx context.Context, req acquireRequest, w *waiter) (g grant, done bool, err error) {
 	sent := s.cfg.Now()
 	_, _ = s.keeper.send(w.lock.id) // without a stream, the keeper's last restart stands
-	ok, resp, err := s.grantTxn(ctx, req, w.lock, w.tok, &w.reg, []clientv3.Op{clientv3.OpGet(w.reg.key, clientv3.WithCountOnly())})
+	els := []clientv3.Op{clientv3.OpGet(w.reg.key, clientv3.WithCountOnly()), clientv3.OpGet(lockKey(req.ResourceID))}
+	ok, resp, err := s.grantTxn(ctx, req, w.lock, w.tok, &w.reg, els)
 	switch {
 	case errors.Is(err, rpctypes.ErrLeaseNotFound): // the lock lease expired: start again
 		s.abandon(w, true, leaseAlive)
@@ -262,9 +320,14 @@ func (s *Server) tryGrant(ctx context.Context, req acquireRequest, w *waiter) (g
 	case err != nil:
 		s.abandon(w, true, leaseAlive) // revokes the lease if the grant's outcome is unknown
 		return grant{}, true, err
-	case !ok && resp.Responses[0].GetResponseRange().Count == 0:
-		return grant{}, true, errWaiterLost
 	case !ok:
+		if lk := resp.Responses[1].GetResponseRange().GetKvs(); len(lk) == 1 && string(lk[0].Value) == w.reg.hash {
+			g, err := s.handedOver(ctx, req, w, lk[0])
+			return g, true, err
+		}
+		if resp.Responses[0].GetResponseRange().Count == 0 {
+			return grant{}, true, errWaiterLost
+		}
 		return grant{}, false, nil
 	}
 	cctx, cancel := s.cleanupCtx()
