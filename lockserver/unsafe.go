@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -84,4 +85,47 @@ func (s *Server) checkThenSet(ctx context.Context, req acquireRequest, l *lease,
 		}
 		return grant{Token: tok, Fencing: presp.Header.Revision, ExpiresAt: l.since.Add(l.ttl), TTL: l.ttl}, nil
 	}
+}
+
+// waitDelete blocks until key is deleted (or is found absent: deleted is
+// true), the deadline passes, or the watch fails (then after a short
+// backoff); the caller re-checks. Like waitPlace, it watches from etcd's
+// current revision and reads the key once the watch exists.
+func (s *Server) waitDelete(ctx context.Context, key string, deadline time.Time) (deleted bool, err error) {
+	wctx, cancel := context.WithDeadline(withLeader(ctx), deadline)
+	defer cancel()
+	created := false
+	for resp := range s.kv().Watch(wctx, key, clientv3.WithFilterPut(), clientv3.WithCreatedNotify()) {
+		if resp.Err() != nil {
+			s.stats.etcdErrors.Add(1)
+			cancel()
+			return false, s.backoff(ctx, deadline)
+		}
+		if !created && resp.Created {
+			created = true
+			if err := s.pausePoint(ctx); err != nil {
+				return false, err
+			}
+			cctx, ccancel := s.etcdCtx(ctx)
+			get, err := s.kv().Get(cctx, key, clientv3.WithCountOnly())
+			ccancel()
+			if err != nil {
+				s.stats.etcdErrors.Add(1)
+				cancel()
+				return false, s.backoff(ctx, deadline)
+			}
+			if get.Count == 0 {
+				return true, nil
+			}
+		}
+		for _, ev := range resp.Events {
+			if ev.Type == mvccpb.DELETE {
+				return true, nil
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return false, nil
 }
