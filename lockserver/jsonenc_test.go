@@ -64,7 +64,7 @@ func TestRegistrationRoundTrips(t *testing.T) {
 	got, err := decodeRegistration(&mvccpb.KeyValue{Key: []byte(want.key), CreateRevision: want.rev, Value: []byte(encodeRegistration(want))})
 	require.NoError(t, err)
 	assert.Equal(t, want, got)
-	for _, bad := range []string{"", "x", hashToken("t") + " zz 1 o", hashToken("t") + " 0 1000 o", "short 7f3a 1000 o"} {
+	for _, bad := range []string{"", "x", hashToken("t") + " zz 1 o", hashToken("t") + " 0 1000 o", hashToken("t") + " 7f3a 0 o", "short 7f3a 1000 o"} {
 		_, err := decodeRegistration(&mvccpb.KeyValue{Value: []byte(bad)})
 		assert.ErrorIs(t, err, errBadRegistration, "%q", bad)
 	}

@@ -146,14 +146,13 @@ type registration struct {
 	hash  string           // the token's hash the lock gets
 	lease clientv3.LeaseID // the lease the lock goes on, which the waiter keeps alive
 	ttl   time.Duration    // that lease's granted TTL
-	lasts time.Duration    // how long the lock lasts at least once handed over (see handOverSlack)
 	owner string           // the acquire's clientId
 }
 
 // errBadRegistration: a waiter key's value is not a registration.
 var errBadRegistration = errors.New("lockserver: bad waiter registration")
 
-// encodeRegistration is "<hash> <lease hex> <ttl ms> <lasts ms> <owner>".
+// encodeRegistration is "<hash> <lease hex> <ttl ms> <owner>".
 func encodeRegistration(r registration) string {
 	b := make([]byte, 0, 100+len(r.owner))
 	b = append(b, r.hash...)
@@ -162,24 +161,21 @@ func encodeRegistration(r registration) string {
 	b = append(b, ' ')
 	b = strconv.AppendInt(b, r.ttl.Milliseconds(), 10)
 	b = append(b, ' ')
-	b = strconv.AppendInt(b, r.lasts.Milliseconds(), 10)
-	b = append(b, ' ')
 	b = append(b, r.owner...)
 	return string(b)
 }
 
 // decodeRegistration parses a waiter key's kv.
 func decodeRegistration(kv *mvccpb.KeyValue) (registration, error) {
-	f := strings.SplitN(string(kv.Value), " ", 5)
-	if len(f) != 5 {
+	f := strings.SplitN(string(kv.Value), " ", 4)
+	if len(f) != 4 {
 		return registration{}, errBadRegistration
 	}
 	lease, err1 := strconv.ParseInt(f[1], 16, 64)
 	ttl, err2 := strconv.ParseInt(f[2], 10, 64)
-	lasts, err3 := strconv.ParseInt(f[3], 10, 64)
-	if err := errors.Join(err1, err2, err3); err != nil || len(f[0]) != 64 || lease == 0 || ttl <= 0 {
+	if err := errors.Join(err1, err2); err != nil || len(f[0]) != 64 || lease == 0 || ttl <= 0 {
 		return registration{}, errBadRegistration
 	}
 	return registration{key: string(kv.Key), rev: kv.CreateRevision, hash: f[0], lease: clientv3.LeaseID(lease),
-		ttl: time.Duration(ttl) * time.Millisecond, lasts: time.Duration(lasts) * time.Millisecond, owner: f[4]}, nil
+		ttl: time.Duration(ttl) * time.Millisecond, owner: f[3]}, nil
 }
