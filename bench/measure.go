@@ -29,12 +29,14 @@ func (env *benchEnv) commitIndex() uint64 {
 	return idx
 }
 
-func (env *benchEnv) grantTxns() int64 {
-	var n int64
+// grantTxns counts the lock servers' grant txns and wake-ups: the releases
+// that handed a lock over (which wake one waiter without a grant txn).
+func (env *benchEnv) grantTxns() (txns, handOvers int64) {
 	for _, s := range env.servers {
-		n += s.Stats().GrantTxns
+		st := s.Stats()
+		txns, handOvers = txns+st.GrantTxns, handOvers+st.HandOvers
 	}
-	return n
+	return txns, handOvers
 }
 
 // measure runs n clients of path name for d, each doing acquire+release
@@ -64,7 +66,8 @@ func (env *benchEnv) measure(ctx context.Context, name, keys string, n int, d ti
 	var cycles, errs, attempts atomic.Int64
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
-	idx0, txn0 := env.commitIndex(), env.grantTxns()
+	idx0 := env.commitIndex()
+	txn0, ho0 := env.grantTxns()
 	// The point ends after d, or later at the first finished cycle (a slow,
 	// loaded machine must still yield a number): requests in flight then are
 	// cancelled and not counted.
@@ -121,7 +124,8 @@ func (env *benchEnv) measure(ctx context.Context, name, keys string, n int, d ti
 	wg.Wait()
 	elapsed := time.Since(start)
 	byComponent, cerr := cpu.stop()
-	idx1, txn1 := env.commitIndex(), env.grantTxns()
+	idx1 := env.commitIndex()
+	txn1, ho1 := env.grantTxns()
 	runtime.ReadMemStats(&ms1)
 	all := slices.Concat(lats...)
 	row := Row{Name: name, Concurrency: n, Keys: keys, Cycles: cycles.Load(), Errors: errs.Load(), Held: held}
@@ -137,7 +141,7 @@ func (env *benchEnv) measure(ctx context.Context, name, keys string, n int, d ti
 		}
 		if name == Direct || name == Balancer || name == HAProxy {
 			row.GrantTxnsPerCycle = float64(txn1-txn0) / c
-			row.WakeupsPerCycle = max(0, float64(txn1-txn0-attempts.Load())/c)
+			row.WakeupsPerCycle = max(0, float64(txn1-txn0-attempts.Load()+ho1-ho0)/c)
 		}
 	}
 	row.P50Ms, row.P95Ms, row.P99Ms = Percentile(all, 50), Percentile(all, 95), Percentile(all, 99)

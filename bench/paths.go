@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
@@ -57,11 +58,13 @@ func (env *benchEnv) cycler(name string) cycler {
 
 // rawCycler issues exactly the etcd calls of the lock server's cycle with
 // clientv3. With pool (the lock server's default, suite raw) each client
-// keeps one lease and restarts it with KeepAliveOnce (answered by the leader,
-// no Raft write), then the grant txn; release is the compare-and-delete txn
-// (which reads the lock record and writes the release receipt). Without pool
-// (suite rawgrant, a lock server with LeasePool < 0) every acquire grants a
-// lease and every release revokes it in the background: two more Raft writes.
+// keeps one lease and restarts it on a long-lived LeaseKeepAlive stream
+// (answered by the leader, no Raft write), sent together with the grant txn
+// and awaited after it, as the lock server does; release is the
+// compare-and-delete txn (which reads the lock record, writes the release
+// receipt and counts the waiters left). Without pool (suite rawgrant, a lock
+// server with LeasePool < 0) every acquire grants a lease and every release
+// revokes it in the background: two more Raft writes.
 type rawCycler struct {
 	env  *benchEnv
 	pool bool
@@ -70,8 +73,10 @@ type rawCycler struct {
 type rawWorker struct {
 	env     *benchEnv
 	cli     *clientv3.Client
-	lease   clientv3.LeaseID // pool only
-	receipt clientv3.LeaseID // release receipts, as a lock server's receipt lease
+	lease   clientv3.LeaseID              // pool only
+	stream  pb.Lease_LeaseKeepAliveClient // pool only: restarts lease
+	cancel  context.CancelFunc            // ends stream
+	receipt clientv3.LeaseID              // release receipts, as a lock server's receipt lease
 }
 
 type rawHeld struct {
@@ -92,6 +97,13 @@ func (c rawCycler) newWorker(ctx context.Context, i int) (worker, error) {
 			return nil, err
 		}
 		w.lease = l.ID
+		sctx, cancel := context.WithCancel(clientv3.WithRequireLeader(context.Background()))
+		st, err := pb.NewLeaseClient(w.cli.ActiveConnection()).LeaseKeepAlive(sctx)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		w.stream, w.cancel = st, cancel
 	}
 	return w, nil
 }
@@ -104,7 +116,7 @@ func (w rawWorker) acquire(ctx context.Context, key string) (any, error) {
 			return nil, err
 		}
 		id = l.ID
-	} else if _, err := w.cli.KeepAliveOnce(clientv3.WithRequireLeader(ctx), id); err != nil {
+	} else if err := w.stream.Send(&pb.LeaseKeepAliveRequest{ID: int64(id)}); err != nil {
 		return nil, err
 	}
 	// Like a lock token's hash: unique per grant.
@@ -119,6 +131,15 @@ func (w rawWorker) acquire(ctx context.Context, key string) (any, error) {
 		clientv3.OpPut(lockserver.InfoPrefix+key, `{"ownerId":"bench","ttl":30,"acquiredAt":"2026-01-01T00:00:00Z"}`, clientv3.WithLease(id)),
 		clientv3.OpDelete(lockserver.ReleasedPrefix+key),
 	).Commit()
+	if w.stream != nil {
+		ka, kerr := w.stream.Recv() // the restart sent with the txn
+		if kerr == nil && ka.TTL <= 0 {
+			kerr = errors.New("bench: raw lease gone")
+		}
+		if err == nil {
+			err = kerr
+		}
+	}
 	switch {
 	case err != nil:
 		return nil, err
@@ -134,8 +155,10 @@ func (w rawWorker) release(ctx context.Context, key string, held any) error {
 	info := lockserver.InfoPrefix + key
 	resp, err := w.cli.Txn(clientv3.WithRequireLeader(ctx)).If(
 		clientv3.Compare(clientv3.Value(lk), "=", h.hash),
-	).Then(clientv3.OpGet(lk), clientv3.OpGet(info), clientv3.OpDelete(lk), clientv3.OpDelete(info),
-		clientv3.OpPut(lockserver.ReleasedPrefix+key, h.hash, clientv3.WithLease(w.receipt))).Commit()
+	).Then(clientv3.OpGet(lk), clientv3.OpGet(info),
+		clientv3.OpPut(lockserver.ReleasedPrefix+key, h.hash, clientv3.WithLease(w.receipt)),
+		clientv3.OpDelete(lk), clientv3.OpDelete(info),
+		clientv3.OpGet(lockserver.WaiterPrefix+key+"#/", clientv3.WithPrefix(), clientv3.WithCountOnly())).Commit()
 	if err != nil {
 		return err
 	}
@@ -154,6 +177,9 @@ func (w rawWorker) release(ctx context.Context, key string, held any) error {
 }
 
 func (w rawWorker) close() {
+	if w.cancel != nil {
+		w.cancel()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	for _, l := range []clientv3.LeaseID{w.lease, w.receipt} {

@@ -157,11 +157,13 @@ type Row struct {
 	WritesPerCycle float64 `json:"writesPerCycle,omitempty"`
 	// GrantTxnsPerCycle is the lock servers' grant attempts (acquire txns)
 	// per cycle: every acquire tries once on arrival; a queued one tries
-	// again each time it is woken.
+	// again only when it is woken by a release that did not hand it the
+	// lock (or by an expiry).
 	GrantTxnsPerCycle float64 `json:"grantTxnsPerCycle,omitempty"`
-	// WakeupsPerCycle is the grant attempts of queued acquires per cycle
-	// (grant txns minus one arrival try per acquire sent): 1.0 on one
-	// contended key is one wake-up per release (no herd); 0 on free keys.
+	// WakeupsPerCycle is the queued acquires woken per cycle: releases that
+	// handed the lock over, plus grant attempts of queued acquires (grant
+	// txns minus one arrival try per acquire sent). 1.0 on one contended
+	// key is one wake-up per release (no herd); 0 on free keys.
 	WakeupsPerCycle float64 `json:"wakeupsPerCycle,omitempty"`
 	// AllocsPerCycle is heap allocations per cycle in the whole process
 	// (clients, balancer, lock servers and etcd members alike).

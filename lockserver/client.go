@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -106,17 +108,41 @@ func (c *Client) httpClient() *http.Client {
 	return defaultHTTP
 }
 
-// secs encodes a duration as JSON seconds.
-func secs(d time.Duration) float64 { return d.Seconds() }
+// body builds a request body: a flat JSON object of the given members,
+// written by hand (no reflection: the client is on every cycle's path).
+type body []byte
+
+func (b body) str(name, v string) body {
+	b = b.sep(name)
+	return appendJSONString(b, v)
+}
+
+func (b body) num(name string, v float64) body {
+	b = b.sep(name)
+	return appendJSONFloat(b, v)
+}
+
+func (b body) sep(name string) body {
+	if len(b) == 0 {
+		b = append(b, '{')
+	} else {
+		b = append(b, ',')
+	}
+	b = append(b, '"')
+	b = append(b, name...)
+	return append(b, '"', ':')
+}
+
+func (b body) end() []byte { return append(b, '}') }
 
 // Acquire asks for resourceID for ttl, waiting up to timeout (0 = try once).
 func (c *Client) Acquire(ctx context.Context, resourceID string, ttl, timeout time.Duration) (Grant, error) {
-	in := map[string]any{"resourceId": resourceID, "ttl": secs(ttl), "timeout": secs(timeout)}
+	b := body(make([]byte, 0, 128)).str(fResourceID, resourceID).num(fTTL, ttl.Seconds()).num(fTimeout, timeout.Seconds())
 	if c.ClientID != "" {
-		in["clientId"] = c.ClientID
+		b = b.str(fClientID, c.ClientID)
 	}
 	var out grantBody
-	if err := c.do(ctx, http.MethodPost, "/locks/acquire", in, &out, true); err != nil {
+	if err := c.do(ctx, http.MethodPost, "/locks/acquire", b.end(), out.decode, true); err != nil {
 		return Grant{}, err
 	}
 	return out.toGrant()
@@ -124,8 +150,8 @@ func (c *Client) Acquire(ctx context.Context, resourceID string, ttl, timeout ti
 
 // Release releases the lock held with lockToken.
 func (c *Client) Release(ctx context.Context, resourceID, lockToken string) error {
-	in := map[string]any{"resourceId": resourceID, "lockToken": lockToken}
-	return c.do(ctx, http.MethodPost, "/locks/release", in, nil, true)
+	b := body(make([]byte, 0, 128)).str(fResourceID, resourceID).str(fLockToken, lockToken)
+	return c.do(ctx, http.MethodPost, "/locks/release", b.end(), nil, true)
 }
 
 // Renew makes the lock last ttl from now (rounded up like an acquire's;
@@ -133,12 +159,12 @@ func (c *Client) Release(ctx context.Context, resourceID, lockToken string) erro
 // lockToken. A renew never shortens a lock: Grant.TTL and ExpiresAt report
 // what the lock has now, at least ttl.
 func (c *Client) Renew(ctx context.Context, resourceID, lockToken string, ttl time.Duration) (Grant, error) {
-	in := map[string]any{"resourceId": resourceID, "lockToken": lockToken}
+	b := body(make([]byte, 0, 128)).str(fResourceID, resourceID).str(fLockToken, lockToken)
 	if ttl > 0 {
-		in["ttl"] = secs(ttl)
+		b = b.num(fTTL, ttl.Seconds())
 	}
 	var out grantBody
-	if err := c.do(ctx, http.MethodPost, "/locks/renew", in, &out, true); err != nil {
+	if err := c.do(ctx, http.MethodPost, "/locks/renew", b.end(), out.decode, true); err != nil {
 		return Grant{}, err
 	}
 	return out.toGrant()
@@ -147,7 +173,8 @@ func (c *Client) Renew(ctx context.Context, resourceID, lockToken string, ttl ti
 // Get reads a lock linearizably.
 func (c *Client) Get(ctx context.Context, resourceID string) (LockInfo, error) {
 	var out lockBody
-	if err := c.do(ctx, http.MethodGet, "/locks/"+(&url.URL{Path: resourceID}).EscapedPath(), nil, &out, false); err != nil {
+	decode := func(raw []byte) error { return json.Unmarshal(raw, &out) }
+	if err := c.do(ctx, http.MethodGet, "/locks/"+(&url.URL{Path: resourceID}).EscapedPath(), nil, decode, false); err != nil {
 		return LockInfo{}, err
 	}
 	info := LockInfo{ResourceID: out.ResourceID, Held: out.Held, OwnerID: out.OwnerID, FencingToken: out.FencingToken, Waiters: out.Waiters}
@@ -166,6 +193,43 @@ func (c *Client) Health(ctx context.Context) error {
 	return c.do(ctx, http.MethodGet, "/health", nil, nil, false)
 }
 
+// decode decodes a grant answer: the fast path when it is a plain flat
+// object, else encoding/json (which ignores unknown fields and matches
+// names case-insensitively: the fast path leaves such bodies to it).
+func (g *grantBody) decode(raw []byte) error {
+	var buf [maxMembers]jsonMember
+	if ms, ok := scanFlatObject(raw, &buf); ok && g.fast(ms) {
+		return nil
+	}
+	*g = grantBody{}
+	return json.Unmarshal(raw, g)
+}
+
+func (g *grantBody) fast(ms []jsonMember) bool {
+	known := [...]string{"success", "lockToken", "fencingToken", "expiresAt", fTTL}
+	for _, m := range ms {
+		ok := true
+		switch {
+		case m.kind == 'b' && m.is("success"):
+			g.Success = string(m.raw) == "true"
+		case m.kind == 's' && m.is("lockToken"):
+			g.LockToken = m.str()
+		case m.kind == 'n' && m.is("fencingToken"):
+			g.FencingToken, ok = m.int()
+		case m.kind == 's' && m.is("expiresAt"):
+			g.ExpiresAt = m.str()
+		case m.kind == 'n' && m.is(fTTL):
+			g.TTL, ok = m.float()
+		default:
+			ok = !slices.ContainsFunc(known[:], m.like) // an unknown member is ignored
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
 func (g grantBody) toGrant() (Grant, error) {
 	t, err := time.Parse(time.RFC3339Nano, g.ExpiresAt)
 	if err != nil {
@@ -175,16 +239,22 @@ func (g grantBody) toGrant() (Grant, error) {
 	return Grant{LockToken: g.LockToken, FencingToken: g.FencingToken, ExpiresAt: t, TTL: seconds(g.TTL)}, nil
 }
 
-// do sends one request. write says whether the request can change state; for
-// reads every transport failure is ErrUnavailable.
-func (c *Client) do(ctx context.Context, method, path string, in, out any, write bool) error {
-	var body io.Reader
+// Header values the client sends, shared (net/http never changes them).
+var (
+	jsonHeader  = []string{"application/json"}
+	acceptsJSON = []string{"application/json"}
+)
+
+// answerBuffers are reused buffers for answers (decode copies what it keeps).
+var answerBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// do sends one request with body in (nil: none) and decodes a 2xx answer
+// with decode (nil: ignore it). write says whether the request can change
+// state; for reads every transport failure is ErrUnavailable.
+func (c *Client) do(ctx context.Context, method, path string, in []byte, decode func([]byte) error, write bool) error {
+	var reqBody io.Reader
 	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrBadRequest, err)
-		}
-		body = bytes.NewReader(b)
+		reqBody = bytes.NewReader(in)
 	}
 	var wrote atomic.Bool
 	trace := &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
@@ -192,14 +262,14 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any, write
 			wrote.Store(true)
 		}
 	}}
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), method, strings.TrimSuffix(c.BaseURL, "/")+path, body)
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), method, strings.TrimSuffix(c.BaseURL, "/")+path, reqBody)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header["Content-Type"] = jsonHeader
 	}
-	req.Header.Set("Accept", "application/json")
+	req.Header["Accept"] = acceptsJSON
 	if c.APIKey != "" {
 		req.Header.Set("Authorization", "Bearer "+c.APIKey)
 	}
@@ -211,7 +281,10 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any, write
 		return fmt.Errorf("%w: %s %s: %w", ErrUnavailable, method, path, err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	bp := answerBuffers.Get().(*[]byte)
+	defer answerBuffers.Put(bp)
+	raw, err := readAll((*bp)[:0], resp.Body, 1<<20)
+	*bp = raw
 	if err != nil {
 		if write && resp.StatusCode < 300 {
 			return fmt.Errorf("%w: reading answer: %w", ErrOutcomeUnknown, err)
@@ -228,14 +301,32 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any, write
 		}
 		return e
 	}
-	if out == nil {
+	if decode == nil {
 		return nil
 	}
-	if err := json.Unmarshal(raw, out); err != nil {
+	if err := decode(raw); err != nil {
 		if write {
 			return fmt.Errorf("%w: undecodable answer: %w", ErrOutcomeUnknown, err)
 		}
 		return fmt.Errorf("%w: undecodable answer: %w", ErrUnavailable, err)
 	}
 	return nil
+}
+
+// readAll appends what r has, up to limit bytes, to b.
+func readAll(b []byte, r io.Reader, limit int) ([]byte, error) {
+	for len(b) < limit {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):min(cap(b), limit)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+	return b, nil
 }

@@ -183,3 +183,30 @@ func TestClientAgainstRealServerRejectsLocally(t *testing.T) {
 }
 
 func jsonDecode(resp *http.Response, v any) error { return json.NewDecoder(resp.Body).Decode(v) }
+
+// FuzzGrantDecodeAgrees: whenever the client's fast path decodes an answer,
+// encoding/json decodes the same grant from it.
+func FuzzGrantDecodeAgrees(f *testing.F) {
+	for _, s := range []string{
+		`{"success":true,"lockToken":"6f1c","fencingToken":1234,"expiresAt":"2026-11-25T10:00:30.1Z","ttl":30}`,
+		`{"success":true,"lockToken":"a","fencingToken":1.5,"expiresAt":"x","ttl":1,"extra":"ignored"}`,
+		`{"LockToken":"a"}`, `{"fencingToken":-0,"ttl":1e2}`, `{"success":false,"success":true}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var fast grantBody
+		var buf [maxMembers]jsonMember
+		ms, ok := scanFlatObject(raw, &buf)
+		if !ok || !fast.fast(ms) {
+			return
+		}
+		var slow grantBody
+		if err := json.Unmarshal(raw, &slow); err != nil {
+			t.Fatalf("fast path decoded %q, encoding/json rejects it: %v", raw, err)
+		}
+		if fast != slow {
+			t.Fatalf("%q: fast path %+v, encoding/json %+v", raw, fast, slow)
+		}
+	})
+}

@@ -6,72 +6,96 @@
 //
 //	/locks/<resourceId>                      hex SHA-256 of the lockToken, on the lock's lease
 //	/lockinfo/<resourceId>                   {"ownerId","ttl","acquiredAt"}, same lease, written with it
-//	/waiters/<resourceId>#/<lease>.<random>  a blocked acquire's place in the queue, on its waiter lease
+//	/waiters/<resourceId>#/<claim>.<random>  a blocked acquire's registration, on its server's claim lease
 //	/lockrel/<resourceId>                    release receipt: SHA-256 of the released token, on a receipt lease
 //
 // # Semantics
 //
-// Acquire takes an etcd lease of the requested ttl (a pooled one restarted,
-// or a new grant; etcd rounds up to whole seconds and to its minimum of 1.5
-// election timeouts; the answer's "ttl" and "expiresAt" report the granted
-// TTL, measured from just before the grant or restart was sent), then writes
-// the lock in ONE txn that succeeds only if the lock key is absent and no
-// waiter is queued. The fencingToken is the revision of that txn (the lock
-// key's CreateRevision), so it strictly increases from grant to grant. The
-// lockToken is 160 random bits from crypto/rand, in hex; etcd stores only
-// its hash, and every check of a token compares that hash in the txn it
-// guards. A token names one grant, not a lease. After lock_busy the lease is
-// kept for reuse; after any other failure it is revoked, which also undoes a
-// grant whose outcome is unknown.
+// Acquire takes an etcd lease of the requested ttl (a pooled one, or a new
+// grant; etcd rounds up to whole seconds and to its minimum of 1.5 election
+// timeouts), then writes the lock in ONE txn that succeeds only if the lock
+// key is absent and no waiter is queued. A pooled lease is restarted on one
+// of the server's long-lived keep-alive streams (the keeper): the restart is
+// sent together with the grant txn, and the answer waits for both, so the
+// restart costs no round trip of its own and no Raft write, and the answer's
+// "ttl" and "expiresAt" still report the granted TTL from just before the
+// restart was sent. (When the keeper has no stream that answers, the acquire
+// restarts its lease first and waits, so that an unreachable etcd answers
+// 503 before any txn is sent.) The fencingToken is the revision of the txn
+// that wrote the grant: the ModRevision of the lock record, which a renew
+// keeps by naming it in the record; it strictly increases from grant to
+// grant. The lockToken is 160 random bits from crypto/rand, in hex; etcd
+// stores only its hash, and every check of a token compares that hash in the
+// txn it guards. A token names one grant, not a lease. After lock_busy the
+// lease is kept for reuse; after any other failure it is revoked, which also
+// undoes a grant whose outcome is unknown, and a lease whose restart got no
+// answer is revoked too (a restart still in the network could otherwise
+// extend another lock later).
 //
 // Leases are pooled (Config.LeasePool): a txn that deletes a lock (release)
-// or moves it (renew) proves that the lock's lease carries nothing any more,
-// so the lease goes back to a pool keyed by granted TTL, and the next acquire
-// or renew with that TTL restarts it with KeepAliveOnce (the leader answers
-// without a Raft write) instead of granting a new one. An acquire/release
-// cycle costs two Raft writes instead of four (grant, txn, txn, revoke).
-// Only a lease taken from the pool is ever restarted; a lease that backs a
-// lock is never kept alive, so a stale request cannot extend a lock that is
-// not its own.
+// or moves it (renew, hand-over) proves that the lock's lease carries
+// nothing any more, so the lease goes back to a pool keyed by granted TTL,
+// and the next acquire or renew with that TTL restarts it instead of
+// granting a new one. An acquire/release cycle costs two Raft writes instead
+// of four (grant, txn, txn, revoke). Only leases that carry nothing, or only
+// their restarter's own lock, are ever restarted: a lease that backs a lock
+// is never kept alive for it, so a stale request cannot extend a lock that
+// is not its own.
 //
 // A blocking acquire (timeout > 0) whose first txn finds the lock taken
-// queues in that same txn: its Else branch writes a waiter key on a waiter
-// lease that ends between the acquire's deadline and 1.5 s after it (whole
-// seconds; etcd's minimum TTL may make it longer), shared by this server's
-// waiters whose deadlines fit. Nothing keeps that lease alive: it outlives
-// the wait, and a waiter whose server crashed or froze leaves the queue
-// within about two seconds after its timeout, whatever the lock's TTL.
-// Under load a server grants a couple of waiter leases per second, and a
-// blocking acquire usually makes no lease call for its waiter key. The
-// queue order is the
-// waiter keys' CreateRevision, across all lock servers. The head waiter
-// watches the lock key for deletion (release or lease expiry); every other
-// waiter watches only its predecessor's key, so one release wakes one waiter
-// and causes one grant txn. The head's grant txn compares that the lock is
-// absent and that no older waiter exists, and deletes its waiter key.
-// Nothing polls. On timeout the waiter leaves the queue and gets 409
-// lock_busy. Watches start at etcd's current revision and are followed by
-// one read: a watch from a past revision is "unsynced" and etcd catches it
-// up only every 100 ms, which on a contended key (the revision moves between
-// a read and a watch) delayed every hand-over.
+// registers in the queue: a waiter key whose value carries what a release
+// needs to hand the lock over (the token's hash the lock will get, and the
+// lease it will be on, which the waiter's server restarts while it waits:
+// every 100 ms at the head of the queue). On a lock this server saw
+// contended lately, the registration is the else branch of the first txn;
+// otherwise a second txn writes it. Waiter keys live on claim leases: short
+// leases (2 s) that the server's keeper restarts while their waiters may
+// still wait (until their deadlines plus 1.5 s), shared by the server's
+// waiters whose deadlines fit. A waiter whose server crashed or froze leaves
+// the queue within about two seconds; one whose server could not delete it,
+// within about four seconds after its deadline. The queue order is the waiter keys'
+// CreateRevision, across all lock servers. The head waiter watches the lock
+// key; every other waiter watches only its predecessor's key, so one
+// release wakes one waiter. Nothing polls. Watches start at etcd's current
+// revision and are followed by one read: a watch from a past revision is
+// "unsynced" and etcd catches it up only every 100 ms.
 //
-// Release is one txn: compare the stored hash, delete the lock key and
-// record, and write a release receipt (the released token's hash) that tells
-// a watcher this release, not an expiry, ended the grant. Receipts live on a
-// receipt lease of their server (Config.ReceiptTTL, default 60 s, replaced
-// after half of it, never kept alive), so each stays in etcd between half of
-// ReceiptTTL and ReceiptTTL, or until the resource's next grant deletes it.
+// Release is one txn: compare the stored hash, end the grant, and write a
+// release receipt (the released token's hash) that tells a watcher this
+// release, not an expiry, ended the grant. When the lock had waiters lately,
+// the release first reads the head of the queue (serializable, from the
+// server's own member) and the same txn hands the lock over: it writes that
+// waiter as the holder (its hash, on its registered lease, and a new record)
+// and deletes its registration, provided the registration is still there
+// and still the oldest; otherwise it deletes the lock, and the head takes
+// it itself with a grant txn when its watch sees the deletion (so does the
+// head after a lease expiry). The lock key is put, not deleted and created
+// (etcd refuses both on one key in one txn), so the new grant's fencing
+// token is the hand-over's revision, the ModRevision of its record. The
+// waiter learns it from its watch: one Raft write and no lease call on the
+// path from one holder to the next. A handed-over lock is promised what its
+// lease has left (a little less than the TTL asked for, as the head
+// restarts it every 100 ms); its record says it lasts at least 0 s
+// (Record.Lasts), since only the waiter's server knows when it last
+// restarted the lease. A waiter that times out leaves the queue in a txn
+// that also reads the lock, so a hand-over that came first is answered (a
+// little late) rather than lost; one whose client left gives a handed-over
+// lock back (a release). Receipts live on a receipt lease of their server
+// (Config.ReceiptTTL, default 60 s, replaced after half of it, never kept
+// alive), so each stays in etcd between half of ReceiptTTL and ReceiptTTL,
+// or until the resource's next direct grant deletes it.
 //
 // Renew gives the lock the TTL it asks for ("ttl" optional: without it, the
 // TTL in effect; the same limits and rounding as acquire) and keeps its
 // fencingToken and lockToken. etcd cannot change a lease's TTL, so renew
 // moves the lock: one txn, guarded by the token's hash and the lease the
-// lock is on, puts the lock key and record on a lease of the asked TTL (put
-// keeps a key's CreateRevision). A renew whose lock is gone changes nothing
-// and answers 409 not_holder. A renew never shortens a lock: when the lease
-// in effect already has at least the asked TTL left, the lock stays on it,
-// and the answer's "ttl" is that remaining time. "expiresAt" is always at
-// least "ttl" after the renew was received.
+// lock is on, puts the lock key and record on a lease of the asked TTL (a
+// pooled lease's restart is answered first: a lease that expired in between
+// would end the lock early). A renew whose lock is gone changes nothing and
+// answers 409 not_holder. A renew never shortens a lock: when the lease in
+// effect already has at least the asked TTL left, the lock stays on it, and
+// the answer's "ttl" is that remaining time. "expiresAt" is always at least
+// "ttl" after the renew was received.
 //
 // GET /locks/{resourceId} reads linearizably; its expiresAt comes from the
 // lease's remaining TTL, which etcd reports in whole seconds, and it adds
@@ -90,7 +114,8 @@
 // An Observer watches the lock records and release receipts in etcd with a
 // client of its own (NewObserver): who holds each lock in etcd now (Held),
 // every grant etcd recorded (Grants), every release receipt (Released) and
-// every end of a grant (Ended). The sandbox shows the first and settles
+// every end of a grant (Ended; a hand-over ends one grant and records the
+// next). The sandbox shows the first and settles
 // requests whose outcome a client could not learn from the others. The key
 // layout both sides use is the constants LockPrefix, InfoPrefix,
 // WaiterPrefix and ReleasedPrefix.

@@ -22,7 +22,20 @@ const retryBackoff = 100 * time.Millisecond
 // etcdCtx bounds one etcd call by EtcdTimeout and fails fast on a member that
 // has no leader (such a call was not applied).
 func (s *Server) etcdCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(clientv3.WithRequireLeader(ctx), s.cfg.EtcdTimeout)
+	return context.WithTimeout(withLeader(ctx), s.cfg.EtcdTimeout)
+}
+
+// leaderMarked marks a context that already carries WithRequireLeader.
+type leaderMarked struct{}
+
+// withLeader is clientv3.WithRequireLeader(ctx), once: a request marks its
+// context when it arrives, and its etcd calls do not copy the gRPC metadata
+// again.
+func withLeader(ctx context.Context) context.Context {
+	if ctx.Value(leaderMarked{}) != nil {
+		return ctx
+	}
+	return context.WithValue(clientv3.WithRequireLeader(ctx), leaderMarked{}, true)
 }
 
 // cleanupCtx is etcdCtx for a clean-up that outlives its request (leaving

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -24,7 +26,9 @@ func (s *Server) routes() http.Handler {
 		}
 		defer s.inflight.Done()
 		s.stats.requests.Add(1)
-		s.route(w, r)
+		// Every etcd call of the request requires a leader: mark the
+		// request's context once rather than each call's (see etcdCtx).
+		s.route(w, r.WithContext(withLeader(r.Context())))
 	})
 }
 
@@ -126,28 +130,68 @@ func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request, allowe
 
 // jsonBody checks the Content-Type (415) and limits the body to 64 KiB.
 func (s *Server) jsonBody(w http.ResponseWriter, r *http.Request) bool {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
+	if !isJSON(r.Header.Get("Content-Type")) {
 		s.writeError(w, r, &requestError{status: http.StatusUnsupportedMediaType, code: CodeUnsupportedMediaType,
 			msg: "Content-Type must be application/json"})
 		return false
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	if r.ContentLength < 0 || r.ContentLength > maxBodyBytes {
+		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes) // chunked, or too large
+	}
 	return true
 }
 
-// readBody reads the limited body; a body over the limit is a 413.
-func readBody(r *http.Request) ([]byte, error) {
-	b, err := io.ReadAll(r.Body)
-	var mbe *http.MaxBytesError
-	switch {
-	case errors.As(err, &mbe):
-		return nil, &requestError{status: http.StatusRequestEntityTooLarge, code: CodeBodyTooLarge,
-			msg: fmt.Sprintf("request body is larger than %d bytes", maxBodyBytes)}
-	case err != nil:
-		return nil, badRequest(CodeMalformedJSON, "cannot read request body: "+err.Error())
+// isJSON reports whether a Content-Type is application/json (any
+// parameters); the usual spellings are recognized without parsing.
+func isJSON(ct string) bool {
+	switch ct {
+	case "application/json", "application/json; charset=utf-8":
+		return true
 	}
-	return b, nil
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "application/json"
+}
+
+// bodyBuffers are reused request body buffers (bodies are small, and every
+// field is copied out of them while they are parsed).
+var bodyBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// readBody reads the limited body into a pooled buffer, which the caller
+// gives back with done; a body over the limit is a 413.
+func readBody(r *http.Request) (body []byte, done func(), err error) {
+	if r.ContentLength > maxBodyBytes {
+		return nil, func() {}, errBodyTooLarge()
+	}
+	bp := bodyBuffers.Get().(*[]byte)
+	done = func() { bodyBuffers.Put(bp) }
+	b := (*bp)[:0]
+	if n := int(r.ContentLength); n > cap(b) {
+		b = make([]byte, 0, n)
+	}
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, rerr := r.Body.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(rerr, &mbe) {
+				return nil, done, errBodyTooLarge()
+			}
+			return nil, done, badRequest(CodeMalformedJSON, "cannot read request body: "+rerr.Error())
+		}
+	}
+	*bp = b
+	return b, done, nil
+}
+
+func errBodyTooLarge() error {
+	return &requestError{status: http.StatusRequestEntityTooLarge, code: CodeBodyTooLarge,
+		msg: fmt.Sprintf("request body is larger than %d bytes", maxBodyBytes)}
 }
 
 func (s *Server) limits() limits { return limits{MaxTTL: s.cfg.MaxTTL, MaxTimeout: s.cfg.MaxTimeout} }
@@ -161,20 +205,32 @@ type grantBody struct {
 	TTL          float64 `json:"ttl"`
 }
 
-func toGrantBody(g grant) grantBody {
-	return grantBody{Success: true, LockToken: g.Token, FencingToken: g.Fencing,
-		ExpiresAt: g.ExpiresAt.UTC().Format(time.RFC3339Nano), TTL: g.TTL.Seconds()}
+// appendGrant appends g's 200 answer, as encoding/json would write grantBody.
+func appendGrant(b []byte, g grant) []byte {
+	b = append(b, `{"success":true,"lockToken":`...)
+	b = appendJSONString(b, g.Token)
+	b = append(b, `,"fencingToken":`...)
+	b = strconv.AppendInt(b, g.Fencing, 10)
+	b = append(b, `,"expiresAt":"`...)
+	b = g.ExpiresAt.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","ttl":`...)
+	b = appendJSONFloat(b, g.TTL.Seconds())
+	return append(b, "}\n"...)
 }
+
+// releasedBody is the 200 answer of release.
+var releasedBody = []byte("{\"success\":true}\n")
 
 // decodeRequest is the prologue every POST handler shares: read the limited
 // body, parse and validate it, and check that the etcd client exists. On
 // failure it answers the error itself and reports false.
 func decodeRequest[T any](s *Server, w http.ResponseWriter, r *http.Request, parse func([]byte, limits) (T, error)) (T, bool) {
-	body, err := readBody(r)
+	body, done, err := readBody(r)
 	var req T
 	if err == nil {
 		req, err = parse(body, s.limits())
 	}
+	done()
 	if err == nil && s.kv() == nil {
 		err = ErrUnavailable
 	}
@@ -185,13 +241,16 @@ func decodeRequest[T any](s *Server, w http.ResponseWriter, r *http.Request, par
 	return req, true
 }
 
-// answer writes v with 200, or err.
-func (s *Server) answer(w http.ResponseWriter, r *http.Request, v any, err error) {
+// answerGrant writes g with 200, or err.
+func (s *Server) answerGrant(w http.ResponseWriter, r *http.Request, g grant, err error) {
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.writeJSON(w, r, http.StatusOK, v)
+	bp := bodyBuffers.Get().(*[]byte)
+	*bp = appendGrant((*bp)[:0], g)
+	s.writeBody(w, r, http.StatusOK, *bp)
+	bodyBuffers.Put(bp)
 }
 
 func (s *Server) handleAcquire(w http.ResponseWriter, r *http.Request) {
@@ -218,8 +277,10 @@ func (s *Server) handleAcquire(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrUnavailable):
 		s.stats.acquireUnavailable.Add(1)
 	}
-	s.log.Debug("acquire", "resource", req.ResourceID, "client", req.ClientID, "fencing", g.Fencing, "err", err)
-	s.answer(w, r, toGrantBody(g), err)
+	if s.debug(r) {
+		s.log.Debug("acquire", "resource", req.ResourceID, "client", req.ClientID, "fencing", g.Fencing, "err", err)
+	}
+	s.answerGrant(w, r, g, err)
 }
 
 func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) {
@@ -229,8 +290,14 @@ func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) {
 	}
 	err := s.release(r.Context(), req)
 	s.countHolderOp(&s.stats.releases, &s.stats.releaseNotHolder, err)
-	s.log.Debug("release", "resource", req.ResourceID, "err", err)
-	s.answer(w, r, map[string]bool{"success": true}, err)
+	if s.debug(r) {
+		s.log.Debug("release", "resource", req.ResourceID, "err", err)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writeBody(w, r, http.StatusOK, releasedBody)
 }
 
 func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request) {
@@ -240,8 +307,10 @@ func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request) {
 	}
 	g, err := s.renew(r.Context(), req)
 	s.countHolderOp(&s.stats.renews, &s.stats.renewNotHolder, err)
-	s.log.Debug("renew", "resource", req.ResourceID, "ttl", g.TTL, "err", err)
-	s.answer(w, r, toGrantBody(g), err)
+	if s.debug(r) {
+		s.log.Debug("renew", "resource", req.ResourceID, "ttl", g.TTL, "err", err)
+	}
+	s.answerGrant(w, r, g, err)
 }
 
 // withOwner sets the acquire's clientId: the API key's client when auth is
@@ -319,19 +388,37 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, r, http.StatusOK, map[string]string{"status": "ok", "name": s.cfg.Name})
 }
 
-// writeJSON writes v after the pre-response checkpoint (a paused server
-// holds its answers).
+// debug reports whether debug logs are on (their arguments cost
+// allocations even when the handler drops them).
+func (s *Server) debug(r *http.Request) bool { return s.log.Enabled(r.Context(), slog.LevelDebug) }
+
+// jsonContentType is the Content-Type header value of every answer, shared
+// (net/http never changes a header's values).
+var jsonContentType = []string{"application/json"}
+
+// writeJSON writes v, encoded by encoding/json, after the pre-response
+// checkpoint (for the answers off the hot path).
 func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		b = []byte(`{"success":false}`)
+	}
+	s.writeBody(w, r, status, append(b, '\n'))
+}
+
+// writeBody writes a JSON answer after the pre-response checkpoint (a
+// paused server holds its answers).
+func (s *Server) writeBody(w http.ResponseWriter, r *http.Request, status int, body []byte) {
 	if s.checkpoint(r.Context()) != nil {
 		return // closed or the client left: nobody to answer
 	}
 	s.countRequest(r, status)
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead {
 		return
 	}
-	_ = json.NewEncoder(w).Encode(v)
+	_, _ = w.Write(body)
 }
 
 // errorBody is every error answer.
@@ -345,10 +432,15 @@ type errorBody struct {
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, code, msg := httpError(err)
 	if status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", strconv.Itoa(1))
+		w.Header().Set("Retry-After", "1")
 	}
 	if status >= 500 {
 		s.log.Warn("request failed", "path", r.URL.Path, "status", status, "err", err)
 	}
-	s.writeJSON(w, r, status, errorBody{Error: msg, Code: code})
+	b := make([]byte, 0, 64+len(msg)+len(code))
+	b = append(b, `{"success":false,"error":`...)
+	b = appendJSONString(b, msg)
+	b = append(b, `,"code":`...)
+	b = appendJSONString(b, code)
+	s.writeBody(w, r, status, append(b, "}\n"...))
 }

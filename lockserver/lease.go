@@ -25,30 +25,67 @@ func (s *Server) ttlSeconds(ttl time.Duration) int64 {
 	return max(int64(math.Ceil(ttl.Seconds())), 1, s.minTTL.Load())
 }
 
-// takeLease returns a lease of at least ttl whose TTL has just been
-// (re)started: a kept one from the pool, restarted with KeepAliveOnce (no
-// Raft write), or a new grant.
-func (s *Server) takeLease(ctx context.Context, ttl time.Duration) (lease, error) {
+// takeLease returns a lease of the granted TTL for ttl: a kept one from
+// the pool, restarted now (r is that restart: its answer is awaited with
+// settle, after the txn that uses the lease was sent), or a new grant (r is
+// nil). l.since is when the restart or grant was sent: the lease lives at
+// least l.ttl from then once settle succeeded.
+func (s *Server) takeLease(ctx context.Context, ttl time.Duration) (l lease, r *restart, err error) {
 	secs := s.ttlSeconds(ttl)
 	for {
 		id, ok := s.pool.get(secs, s.cfg.Now())
 		if !ok {
-			return s.grantLease(ctx, ttl)
+			l, err := s.grantLease(ctx, ttl)
+			return l, nil, err
 		}
-		l := lease{id: id, ttl: time.Duration(secs) * time.Second}
+		l = lease{id: id, ttl: time.Duration(secs) * time.Second}
+		if err := s.pausePoint(ctx); err != nil {
+			s.keepLease(id, l.ttl) // nothing was sent
+			return lease{}, nil, err
+		}
+		s.stats.leaseReuses.Add(1)
+		if r, err := s.keeper.send(id); err == nil {
+			l.since = r.sent
+			return l, r, nil
+		}
+		// No keep-alive stream now: restart it and wait, as before there was one.
 		err := s.keepAlive(ctx, &l)
-		if err == nil {
-			s.stats.leaseReuses.Add(1)
-			return l, nil
-		}
 		switch {
+		case err == nil:
+			return l, nil, nil
 		case errors.Is(err, ErrUnavailable): // paused and cancelled: nothing was sent
 			s.keepLease(id, l.ttl)
-			return lease{}, err
+			return lease{}, nil, err
 		case !errors.Is(err, rpctypes.ErrLeaseNotFound):
-			return lease{}, s.readErr(err, "lease keepalive") // the kept lease is left to expire
+			return lease{}, nil, s.readErr(err, "lease keepalive") // the kept lease is left to expire
 		}
 	}
+}
+
+// leaseState is the outcome of a lease restart that was sent with a txn.
+type leaseState int
+
+const (
+	leaseAlive     leaseState = iota // restarted: the lease lives at least l.ttl from l.since
+	leaseGone                        // etcd has no such lease (it expired while kept)
+	leaseUnsettled                   // no answer: the restart may still apply (the lease must be revoked)
+)
+
+// settle waits for r, the restart of l sent by takeLease, and updates l
+// from its answer. A nil r (a new grant) is alive.
+func (s *Server) settle(ctx context.Context, l *lease, r *restart) leaseState {
+	if r == nil {
+		return leaseAlive
+	}
+	ttl, ok := s.keeper.wait(ctx, r)
+	switch {
+	case !ok:
+		return leaseUnsettled
+	case ttl <= 0:
+		return leaseGone
+	}
+	l.ttl, l.since = ttl, r.sent
+	return leaseAlive
 }
 
 // keepLease gives the lease of a lock that is gone, moved or never written

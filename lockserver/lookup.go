@@ -2,7 +2,6 @@ package lockserver
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -40,9 +39,8 @@ func (s *Server) lookup(ctx context.Context, id string) (lockState, error) {
 	}
 	st := lockState{Held: true, Fencing: kvs[0].CreateRevision, Waiters: waiters}
 	if infos := resp.Responses[1].GetResponseRange().GetKvs(); len(infos) > 0 {
-		var info lockInfo
-		if json.Unmarshal(infos[0].Value, &info) == nil {
-			st.OwnerID = info.OwnerID
+		if rec, err := DecodeRecord(infos[0].Value); err == nil {
+			st.OwnerID, st.Fencing = rec.OwnerID, FencingOf(infos[0], rec)
 		}
 	}
 	if err := s.pausePoint(ctx); err != nil {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,6 +41,17 @@ type metrics struct {
 	requests *prometheus.CounterVec   // route, code
 	acquire  *prometheus.HistogramVec // result
 	handler  http.Handler
+
+	// The children of requests and acquire, looked up once: a label
+	// lookup hashes and formats its values on every request.
+	mu       sync.RWMutex
+	counters map[requestKey]prometheus.Counter
+	results  map[string]prometheus.Observer
+}
+
+type requestKey struct {
+	route  string
+	status int
 }
 
 func newMetrics(s *Server) *metrics {
@@ -54,6 +66,11 @@ func newMetrics(s *Server) *metrics {
 			Help:    "Time to answer an acquire (including a blocking wait), by result: ok, busy, unknown, unavailable, error.",
 			Buckets: acquireBuckets,
 		}, []string{"result"}),
+	}
+	m.counters = map[requestKey]prometheus.Counter{}
+	m.results = map[string]prometheus.Observer{}
+	for _, r := range []string{"ok", "busy", "unknown", "unavailable", "error"} {
+		m.results[r] = m.acquire.WithLabelValues(r)
 	}
 	m.reg.MustRegister(m.requests, m.acquire, statsCollector{s})
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
@@ -82,12 +99,23 @@ func route(path string) string {
 
 // countRequest records one answered request.
 func (s *Server) countRequest(r *http.Request, status int) {
-	s.metrics.requests.WithLabelValues(route(r.URL.Path), strconv.Itoa(status)).Inc()
+	m := s.metrics
+	k := requestKey{route(r.URL.Path), status}
+	m.mu.RLock()
+	c := m.counters[k]
+	m.mu.RUnlock()
+	if c == nil {
+		c = m.requests.WithLabelValues(k.route, strconv.Itoa(status))
+		m.mu.Lock()
+		m.counters[k] = c
+		m.mu.Unlock()
+	}
+	c.Inc()
 }
 
 // observeAcquire records the latency of one acquire answered with err.
 func (s *Server) observeAcquire(start time.Time, err error) {
-	s.metrics.acquire.WithLabelValues(acquireResult(err)).Observe(time.Since(start).Seconds())
+	s.metrics.results[acquireResult(err)].Observe(time.Since(start).Seconds())
 }
 
 func acquireResult(err error) string {
@@ -124,6 +152,7 @@ var (
 	descRenews    = prometheus.NewDesc("lockserver_renews_total", "Renews answered, by result (ok, not_holder).", []string{"result"}, nil)
 	descRejected  = prometheus.NewDesc("lockserver_rejected_total", "Requests refused by auth (401/403) or the rate limit (429).", nil, nil)
 	descGrantTxns = prometheus.NewDesc("lockserver_grant_txns_total", "Grant attempts (acquire txns) sent to etcd.", nil, nil)
+	descHandOvers = prometheus.NewDesc("lockserver_handovers_total", "Releases that handed the lock over to the oldest waiter in their own txn.", nil, nil)
 	descEtcdErrs  = prometheus.NewDesc("lockserver_etcd_errors_total", "etcd calls made for requests that failed.", nil, nil)
 	descWaiters   = prometheus.NewDesc("lockserver_waiters", "Blocked acquires this server is holding in the queue now.", nil, nil)
 	descHeld      = prometheus.NewDesc("lockserver_locks_held", "Locks held in etcd now, across every lock server (keys under /locks/, counted at scrape time; absent when etcd did not answer).", nil, nil)
@@ -132,7 +161,7 @@ var (
 )
 
 func (c statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descAcquires, descReleases, descRenews, descRejected, descGrantTxns,
+	for _, d := range []*prometheus.Desc{descAcquires, descReleases, descRenews, descRejected, descGrantTxns, descHandOvers,
 		descEtcdErrs, descWaiters, descHeld, descQueued, descCountUp} {
 		ch <- d
 	}
@@ -153,6 +182,7 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descRenews, st.RenewNotHolder, "not_holder")
 	counter(descRejected, st.Rejected)
 	counter(descGrantTxns, st.GrantTxns)
+	counter(descHandOvers, st.HandOvers)
 	counter(descEtcdErrs, st.EtcdErrors)
 	ch <- prometheus.MustNewConstMetric(descWaiters, prometheus.GaugeValue, float64(st.Waiters))
 

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -54,9 +55,12 @@ type HeldLock struct {
 type RecordedGrant struct {
 	Owner    string
 	Resource string
-	Revision int64         // the fencing token
-	TTL      time.Duration // the TTL it was granted with
-	Seen     time.Duration // when the Observer saw it (after it was committed)
+	Revision int64 // the fencing token
+	// TTL is how long the grant lasts at least from when it was written:
+	// the TTL it was granted with, or less for a lock a release handed over
+	// (Record.Lasts).
+	TTL  time.Duration
+	Seen time.Duration // when the Observer saw it (after it was committed)
 }
 
 // observerDialTimeout bounds the Observer's connection and its initial read.
@@ -93,7 +97,7 @@ func NewObserver(ctx context.Context, endpoints []string, now func() time.Durati
 	}
 	o.mu.Lock()
 	for _, kv := range resp.Kvs {
-		o.putLocked(string(kv.Key), kv.Value, kv.CreateRevision, kv.Lease)
+		o.putLocked(kv)
 	}
 	o.rev = resp.Header.Revision
 	o.mu.Unlock()
@@ -162,7 +166,7 @@ func (o *Observer) resync(ctx context.Context) (int64, error) {
 	defer o.mu.Unlock()
 	present := map[string]bool{}
 	for _, kv := range resp.Kvs {
-		o.putLocked(string(kv.Key), kv.Value, kv.CreateRevision, kv.Lease) // a grant already known is not recorded twice
+		o.putLocked(kv) // a grant already known is not recorded twice
 		present[strings.TrimPrefix(string(kv.Key), InfoPrefix)] = true
 	}
 	maps.DeleteFunc(o.held, func(res string, _ HeldLock) bool { return !present[res] })
@@ -177,15 +181,16 @@ func (o *Observer) apply(resp clientv3.WatchResponse) int64 {
 	defer o.mu.Unlock()
 	defer o.pruneLocked()
 	for _, ev := range resp.Events {
-		key := string(ev.Kv.Key)
 		switch ev.Type {
 		case clientv3.EventTypePut:
-			o.putLocked(key, ev.Kv.Value, ev.Kv.CreateRevision, ev.Kv.Lease)
+			o.putLocked(ev.Kv)
 		case clientv3.EventTypeDelete:
-			if res, ok := strings.CutPrefix(key, InfoPrefix); ok {
+			if res, ok := strings.CutPrefix(string(ev.Kv.Key), InfoPrefix); ok {
 				delete(o.held, res)
 				if ev.PrevKv != nil {
-					o.ended[ev.PrevKv.CreateRevision] = o.now()
+					if rec, err := DecodeRecord(ev.PrevKv.Value); err == nil {
+						o.ended[FencingOf(ev.PrevKv, rec)] = o.now()
+					}
 				}
 			}
 		}
@@ -220,27 +225,34 @@ func (o *Observer) pruneLocked() {
 	maps.DeleteFunc(o.released, func(_ string, at time.Duration) bool { return at < horizon })
 }
 
-// putLocked records a put of a receipt, a grant (the record is created: rev
-// is new) or a renew (the record of a known grant is rewritten).
-func (o *Observer) putLocked(key string, value []byte, created, lease int64) {
+// putLocked records a put of a receipt, a grant (a record with a new
+// fencing token: created by a direct grant, or rewritten by a hand-over,
+// which also ends the previous grant) or a renew (the record of a known
+// grant is rewritten on another lease).
+func (o *Observer) putLocked(kv *mvccpb.KeyValue) {
+	key := string(kv.Key)
 	if strings.HasPrefix(key, ReleasedPrefix) {
-		o.released[string(value)] = o.now()
+		o.released[string(kv.Value)] = o.now()
 		return
 	}
-	rec, err := DecodeRecord(value)
+	rec, err := DecodeRecord(kv.Value)
 	if err != nil {
 		return
 	}
 	res := strings.TrimPrefix(key, InfoPrefix)
+	fencing := FencingOf(kv, rec)
 	h, known := o.held[res]
-	if known && h.FencingToken == created && h.Lease == lease {
+	if known && h.FencingToken == fencing && h.Lease == kv.Lease {
 		return // seen already (the initial read and the watch overlap)
 	}
-	o.held[res] = HeldLock{Owner: rec.OwnerID, FencingToken: created, Lease: lease, Since: o.now(), TTL: rec.TTL}
-	if known && h.FencingToken == created {
+	o.held[res] = HeldLock{Owner: rec.OwnerID, FencingToken: fencing, Lease: kv.Lease, Since: o.now(), TTL: rec.TTL}
+	if known && h.FencingToken == fencing {
 		return // a renew moved the lock to another lease
 	}
-	o.grants = append(o.grants, RecordedGrant{Owner: rec.OwnerID, Resource: res, Revision: created, TTL: rec.TTL, Seen: o.now()})
+	if known && h.FencingToken < fencing {
+		o.ended[h.FencingToken] = o.now() // handed over: the previous grant ended here
+	}
+	o.grants = append(o.grants, RecordedGrant{Owner: rec.OwnerID, Resource: res, Revision: fencing, TTL: rec.Lasts, Seen: o.now()})
 }
 
 // Held returns who holds each lock in etcd, by resource.

@@ -14,7 +14,7 @@ import (
 const renewAttempts = 3
 
 // holding is a held lock as renew read it: the lease it is on, its fencing
-// token (the lock key's CreateRevision) and its record.
+// token (see FencingOf) and its record.
 type holding struct {
 	lease   clientv3.LeaseID
 	fencing int64
@@ -31,8 +31,8 @@ type holding struct {
 // which the keep-alive would then extend. So a renew moves the lock instead:
 // one txn, guarded by the token's hash and the lease the lock is on, puts
 // the lock key and record on a lease of the asked TTL, taken from this
-// server's pool or granted. A put keeps a key's CreateRevision, so the
-// fencing token does not change. The guard makes the txn change nothing when
+// server's pool or granted. The record it writes names the fencing token
+// (Record.Fencing), so the token does not change. The guard makes the txn change nothing when
 // the lock is no longer the token's (409 not_holder), and the lease it
 // leaves behind carries nothing afterwards, so it goes back to the pool.
 //
@@ -91,7 +91,7 @@ func (s *Server) holdingOf(ctx context.Context, req renewRequest) (holding, erro
 	if len(lks) != 1 {
 		return holding{}, ErrNotHeld
 	}
-	h := holding{lease: clientv3.LeaseID(lks[0].Lease), fencing: lks[0].CreateRevision}
+	h := holding{lease: clientv3.LeaseID(lks[0].Lease)}
 	if len(infos) != 1 {
 		return holding{}, fmt.Errorf("lockserver: lock %q has no record", req.ResourceID)
 	}
@@ -99,6 +99,7 @@ func (s *Server) holdingOf(ctx context.Context, req renewRequest) (holding, erro
 	if err != nil {
 		return holding{}, err
 	}
+	h.fencing = FencingOf(infos[0], rec)
 	h.info = lockInfo{OwnerID: rec.OwnerID, TTL: rec.TTL.Seconds(), AcquiredAt: rec.AcquiredAt}
 	h.ttl = rec.TTL
 	return h, nil
@@ -143,12 +144,20 @@ func (s *Server) renewInPlace(ctx context.Context, req renewRequest, cur holding
 // guarded by the token's hash and the lease the lock is on (cur). moved is
 // false when the guard failed (nothing changed).
 func (s *Server) moveLock(ctx context.Context, req renewRequest, cur holding, ttl time.Duration) (g grant, moved bool, err error) {
-	l, err := s.takeLease(ctx, ttl)
+	l, r, err := s.takeLease(ctx, ttl)
 	if err != nil {
 		return grant{}, false, err
 	}
+	// The restart must be answered before the lock moves: a lease that
+	// expired in between would end the lock early.
+	if st := s.settle(ctx, &l, r); st != leaseAlive {
+		s.dropLease(l, st)
+		return grant{}, false, nil // the caller tries again
+	}
 	info := cur.info
 	info.TTL = l.ttl.Seconds()
+	info.Fencing = cur.fencing
+	info.Lasts = nil
 	lk := lockKey(req.ResourceID)
 	if err := s.pausePoint(ctx); err != nil {
 		s.keepLease(l.id, l.ttl)
@@ -159,8 +168,7 @@ func (s *Server) moveLock(ctx context.Context, req renewRequest, cur holding, tt
 	resp, err := s.kv().Txn(cctx).If(heldBy(req.ResourceID, req.LockToken),
 		clientv3.Compare(clientv3.LeaseValue(lk), "=", cur.lease)).
 		Then(clientv3.OpPut(lk, hashToken(req.LockToken), clientv3.WithLease(l.id)),
-			clientv3.OpPut(infoKey(req.ResourceID), encodeInfo(info), clientv3.WithLease(l.id)),
-			clientv3.OpGet(lk, clientv3.WithKeysOnly())).Commit()
+			clientv3.OpPut(infoKey(req.ResourceID), encodeInfo(info), clientv3.WithLease(l.id))).Commit()
 	if err != nil {
 		err = s.writeErr(err, "renew txn")
 		if errors.Is(err, ErrUnavailable) {
@@ -175,9 +183,5 @@ func (s *Server) moveLock(ctx context.Context, req renewRequest, cur holding, tt
 		return grant{}, false, nil
 	}
 	s.keepLease(cur.lease, cur.ttl) // the txn emptied it
-	fencing := cur.fencing
-	if kvs := resp.Responses[2].GetResponseRange().GetKvs(); len(kvs) == 1 {
-		fencing = kvs[0].CreateRevision
-	}
-	return grant{Token: req.LockToken, Fencing: fencing, ExpiresAt: l.since.Add(l.ttl), TTL: l.ttl}, true, nil
+	return grant{Token: req.LockToken, Fencing: cur.fencing, ExpiresAt: l.since.Add(l.ttl), TTL: l.ttl}, true, nil
 }

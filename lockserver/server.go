@@ -86,6 +86,9 @@ type Stats struct {
 	GrantTxns          int64 // grant attempts (acquire txns) sent to etcd
 	LeaseGrants        int64 // leases granted (Raft writes)
 	LeaseReuses        int64 // acquires that took a kept lease instead of granting one
+	LeaseRestarts      int64 // lease restarts sent on the keep-alive stream
+	HandOvers          int64 // releases that handed the lock over to the oldest waiter
+	HandedOver         int64 // blocked acquires answered with a lock a release handed over
 	PooledLeases       int64 // leases kept for reuse right now
 	Waiters            int64 // blocked acquires queued right now
 	EtcdErrors         int64 // etcd calls that failed
@@ -95,6 +98,7 @@ type counters struct {
 	requests, rejected, acquireOK, acquireBusy, acquireUnknown, acquireUnavailable atomic.Int64
 	releases, releaseNotHolder, renews, renewNotHolder                             atomic.Int64
 	grantTxns, waiters, etcdErrors, leaseGrants, leaseReuses                       atomic.Int64
+	handOvers, handedOver, leaseRestarts                                           atomic.Int64
 }
 
 // Server is one stateless HTTP lock server backed by etcd.
@@ -116,18 +120,23 @@ type Server struct {
 	serveDone chan struct{}
 	inflight  sync.WaitGroup // handlers and background cleanups
 
-	pause    pauser
-	stats    counters
-	metrics  *metrics
-	limiter  *rate.Limiter // nil: no rate limit
-	pool     *leasePool    // nil: no lease pool
-	minTTL   atomic.Int64  // etcd's minimum lease TTL in seconds, once a grant revealed it
-	receipts receiptLease  // the lease release receipts are written under
-	waiters  waiterLeases  // the leases waiter keys are written under
+	pause     pauser
+	stats     counters
+	metrics   *metrics
+	limiter   *rate.Limiter // nil: no rate limit
+	pool      *leasePool    // nil: no lease pool
+	minTTL    atomic.Int64  // etcd's minimum lease TTL in seconds, once a grant revealed it
+	receipts  receiptLease  // the lease release receipts are written under
+	claims    claimLeases   // the leases waiter keys are written under
+	keeper    *keeper       // restarts leases over one keep-alive stream
+	contended contention    // resources that had waiters lately
 
 	// renewHook, when set by tests, runs in renew between its read of the
 	// lock and its effect.
 	renewHook func()
+	// giveUpHook, when set by tests, runs when a waiter's deadline has
+	// passed, before it leaves the queue.
+	giveUpHook func()
 	// dialOptions, when set by tests before Start, are added to the etcd
 	// client's dial options.
 	dialOptions []grpc.DialOption
@@ -184,6 +193,7 @@ func New(cfg Config) (*Server, error) {
 		s.pool = newLeasePool(cfg.LeasePool)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.keeper = newKeeper(s)
 	s.metrics = newMetrics(s)
 	s.handler = s.routes()
 	return s, nil
@@ -238,6 +248,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.serveDone = make(chan struct{})
 	s.started = true
+	go s.keeper.run(s.ctx)
 	go func() {
 		defer close(s.serveDone)
 		_ = s.hs.Serve(ln)
@@ -257,6 +268,7 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
+	started := s.started
 	s.mu.Unlock()
 
 	s.cancel()
@@ -266,6 +278,9 @@ func (s *Server) Close() error {
 		<-s.serveDone
 	}
 	s.inflight.Wait()
+	if started {
+		<-s.keeper.done
+	}
 	if s.cli != nil {
 		if cerr := s.cli.Close(); cerr != nil && !errors.Is(cerr, context.Canceled) && err == nil {
 			err = cerr
@@ -323,6 +338,9 @@ func (s *Server) Stats() Stats {
 		GrantTxns:          c.grantTxns.Load(),
 		LeaseGrants:        c.leaseGrants.Load(),
 		LeaseReuses:        c.leaseReuses.Load(),
+		LeaseRestarts:      c.leaseRestarts.Load(),
+		HandOvers:          c.handOvers.Load(),
+		HandedOver:         c.handedOver.Load(),
 		PooledLeases:       int64(s.pool.len()),
 		Waiters:            c.waiters.Load(),
 		EtcdErrors:         c.etcdErrors.Load(),
