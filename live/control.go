@@ -128,7 +128,7 @@ func Export(name string, cmds []web.TimedCommand) []byte {
 	sc := &scenarios.Scenario{
 		Name: name, Seed: scenarios.DefaultSeed, Fencing: true, Final: scenarios.FinalHeal,
 		Topology: scenarios.Topology{Etcd: scenarios.DefaultEtcd, LockServers: scenarios.DefaultLockServers,
-			Clients: scenarios.DefaultClients, Balancer: scenarios.DefaultBalancer},
+			Clients: scenarios.DefaultClients, Balancers: scenarios.DefaultBalancers, Balancer: scenarios.DefaultBalancer},
 		Lock: scenarios.Lock{TTL: scenarios.DefaultTTL, Wait: scenarios.DefaultWait},
 		Workload: scenarios.Workload{Resources: []string{scenarios.DefaultResource},
 			Hold: scenarios.DefaultHold, Think: scenarios.DefaultThink},

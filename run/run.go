@@ -79,16 +79,19 @@ func Config(sc *scenarios.Scenario, eff scenarios.Effective, seed int64) sim.Con
 		}
 	}
 	return sim.Config{
-		PeerProxies: proxies,
-		TickMs:      uint(sc.Raft.TickMs),
-		ElectionMs:  uint(sc.Raft.ElectionMs),
-		LockServers: sc.Topology.LockServers,
-		Policy:      sc.Topology.Balancer,
-		Clients:     sc.Topology.Clients,
-		Unsafe:      eff.Unsafe,
-		Auth:        sc.LockServers.Auth,
-		Unfenced:    !eff.Fencing,
-		Seed:        seed,
+		PeerProxies:    proxies,
+		TickMs:         uint(sc.Raft.TickMs),
+		ElectionMs:     uint(sc.Raft.ElectionMs),
+		LockServers:    sc.Topology.LockServers,
+		Policy:         sc.Topology.Balancer,
+		Balancers:      sc.Topology.Balancers,
+		AdvertInterval: sc.VRRP.AdvertInterval,
+		NoPreempt:      !eff.Preempt,
+		Clients:        sc.Topology.Clients,
+		Unsafe:         eff.Unsafe,
+		Auth:           sc.LockServers.Auth,
+		Unfenced:       !eff.Fencing,
+		Seed:           seed,
 		Workload: sim.Workload{
 			Resources: sc.Workload.Resources,
 			TTL:       sc.Lock.TTL,
@@ -116,8 +119,12 @@ func variant(ctx context.Context, sc *scenarios.Scenario, variant string, seed i
 		return nil, err
 	}
 	defer sb.Close()
-	progress("booting 3 etcd members, %d lock servers, balancer (%s), %d clients; fencing=%v",
-		sc.Topology.LockServers, sc.Topology.Balancer, sc.Topology.Clients, eff.Fencing)
+	balancers := fmt.Sprintf("balancer (%s)", sc.Topology.Balancer)
+	if n := sc.Topology.Balancers; n > 1 {
+		balancers = fmt.Sprintf("%d balancers (%s) behind a virtual address, VRRP preempt=%v", n, sc.Topology.Balancer, eff.Preempt)
+	}
+	progress("booting 3 etcd members, %d lock servers, %s, %d clients; fencing=%v",
+		sc.Topology.LockServers, balancers, sc.Topology.Clients, eff.Fencing)
 	if err := sb.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -136,6 +143,9 @@ func variant(ctx context.Context, sc *scenarios.Scenario, variant string, seed i
 		}
 	})
 	defer unsubscribe()
+	defer sb.SubscribeBalancers(func(ev sim.BalancerEvent) {
+		progress("%6.2fs %s %s -> %s: %s", ev.At.Seconds(), ev.Balancer, ev.From, ev.To, ev.Reason)
+	})()
 
 	samples, err := play(ctx, sb, sc, seed)
 	if err != nil {
@@ -152,6 +162,10 @@ func variant(ctx context.Context, sc *scenarios.Scenario, variant string, seed i
 	vr := &VariantReport{
 		Variant: variant, Fencing: eff.Fencing, Unsafe: eff.Unsafe,
 		Resolved: resolved, Faults: sb.Events(), Duration: elapsed, Latency: acquireLatency(ops), Runtime: samples,
+		Balancers: sb.BalancerEvents(),
+	}
+	if vip := sb.VirtualAddress(); vip != nil {
+		vr.VIPMoves = vip.Moves()
 	}
 	progress("checking %d operations", len(ops))
 	if err := check(vr, ops, sc, opts); err != nil {
