@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -455,4 +456,38 @@ func TestLiveCheckerExplainsAViolation(t *testing.T) {
 			assert.Contains(t, []string{"read", "write", "acquire", "release"}, o.Op)
 		}
 	}
+}
+
+// TestWebShowsTheBalancerGroup: with two balancers the frames carry both,
+// their VRRP state and the virtual address; a split between them (clicked
+// in the page) shows two masters, and the address moves between them.
+func TestWebShowsTheBalancerGroup(t *testing.T) {
+	_, w, _ := startWeb(t, sim.Config{Balancers: 2}, Config{CheckEvery: -1})
+	masters := func(f web.Frame) []string {
+		var out []string
+		for _, b := range f.Balancers {
+			if b.Up && b.State == "master" {
+				out = append(out, b.Name)
+			}
+		}
+		return out
+	}
+	require.Eventually(t, func() bool {
+		f := w.Frame()
+		return len(f.Balancers) == 2 && f.VIP != nil && f.VIP.Owner == "balancer-1" && f.Balancers[0].OwnsVIP &&
+			slices.Equal(masters(f), []string{"balancer-1"}) && f.Balancers[1].State == "backup"
+	}, 10*time.Second, 20*time.Millisecond, "balancer-1 master and owner, balancer-2 backup")
+	f := w.Frame()
+	assert.Empty(t, f.Balancer.Name, "no single balancer")
+	assert.Equal(t, 110, f.Balancers[0].Priority)
+	assert.Positive(t, f.Balancers[0].AdvertsSent)
+	assert.NotEmpty(t, f.Balancers[0].Reason)
+
+	require.NoError(t, w.Do(t.Context(), web.Command{Action: faults.FaultPartition, Groups: [][]string{{"balancer-1"}, {"balancer-2"}}}))
+	moves := f.VIP.Moves
+	require.Eventually(t, func() bool {
+		f := w.Frame()
+		return len(masters(f)) == 2 && f.VIP.Moves > moves+2
+	}, 10*time.Second, 20*time.Millisecond, "split brain: two masters, the address moving")
+	assert.Contains(t, w.Frame().Balancers[1].Reason, "no advert from balancer-1")
 }
