@@ -43,6 +43,13 @@ const (
 	// failover stays under a second as the design promises. keepalived's
 	// own default (advert_int 1) takes 3.6 s.
 	DefaultAdvertInterval = 200 * time.Millisecond
+	// FastAdvertInterval halves it: a takeover 0.36 s after the master's
+	// last advert. The sandbox's fast pace uses it.
+	FastAdvertInterval = 100 * time.Millisecond
+	// KeepalivedAdvertInterval is keepalived's default (advert_int 1): a
+	// takeover about 3.6 s after the master's last advert, slow enough to
+	// watch. The sandbox's classroom pace uses it.
+	KeepalivedAdvertInterval = time.Second
 	// DefaultPriority is a backup's priority, as keepalived's.
 	DefaultPriority = 100
 	// OwnerPriority is the priority of the virtual address's owner: it

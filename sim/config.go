@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/locksim/locksim/loadbalancer"
 	"github.com/locksim/locksim/scenarios"
 )
 
@@ -102,8 +103,8 @@ const (
 // fast pace, well under a second; about 3.6 s at the classroom pace, long
 // enough to watch.
 const (
-	FastAdvertInterval      = 100 * time.Millisecond
-	ClassroomAdvertInterval = time.Second
+	FastAdvertInterval      = loadbalancer.FastAdvertInterval
+	ClassroomAdvertInterval = loadbalancer.KeepalivedAdvertInterval
 )
 
 // Workload is the loop every simulated client runs: acquire (through the
