@@ -151,7 +151,7 @@ func startView(ctx context.Context, sb *sim.Sandbox, fl upFlags) (stop func(), u
 		Scenarios:    live.Scenarios,
 		HistoryHTML:  view.HistoryHTML,
 		ExportName:   "recorded",
-		Export:       live.Export,
+		Export:       view.Export,
 	}, view, view)
 	if err == nil {
 		err = srv.Start(ctx)

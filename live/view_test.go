@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/locksim/locksim/faults"
+	"github.com/locksim/locksim/scenarios"
 	"github.com/locksim/locksim/sim"
 	"github.com/locksim/locksim/web"
 )
@@ -490,4 +491,23 @@ func TestWebShowsTheBalancerGroup(t *testing.T) {
 		return len(masters(f)) == 2 && f.VIP.Moves > moves+2
 	}, 10*time.Second, 20*time.Millisecond, "split brain: two masters, the address moving")
 	assert.Contains(t, w.Frame().Balancers[1].Reason, "no advert from balancer-1")
+}
+
+// TestViewExportWritesTheSandboxTopology: clicks on balancer-1 export to a
+// file that names two balancers, so that it parses and replays.
+func TestViewExportWritesTheSandboxTopology(t *testing.T) {
+	sb := start(t, sim.Config{Balancers: 2, NoPreempt: true, LockServers: 2, Workload: sim.Workload{Disabled: true}})
+	w := New(sb, Config{CheckEvery: -1})
+	t.Cleanup(func() { require.NoError(t, w.Close()) })
+	cmds := []web.TimedCommand{{At: time.Second, Command: web.Command{Action: faults.FaultCrash, Target: "balancer-1"}}}
+	sc, err := scenarios.Parse("recorded.yaml", w.Export("recorded", cmds))
+	require.NoError(t, err)
+	assert.Equal(t, 2, sc.Topology.Balancers)
+	assert.Equal(t, 2, sc.Topology.LockServers)
+	assert.True(t, sc.VRRP.NoPreempt)
+	require.Len(t, sc.Steps, 1)
+	assert.Equal(t, "balancer-1", sc.Steps[0].Target)
+
+	_, err = scenarios.Parse("recorded.yaml", Export("recorded", cmds))
+	assert.ErrorContains(t, err, `"balancer-1" does not exist`, "the default topology has one balancer")
 }
