@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/locksim/locksim/component"
@@ -111,7 +112,12 @@ func variant(ctx context.Context, sc *scenarios.Scenario, variant string, seed i
 	if err != nil {
 		return nil, err
 	}
+	// Fault events and balancer transitions arrive from their own
+	// goroutines: one line at a time.
+	var progressMu sync.Mutex
 	progress := func(format string, args ...any) {
+		progressMu.Lock()
+		defer progressMu.Unlock()
 		fmt.Fprintf(opts.Progress, "[%s/%s] "+format+"\n", append([]any{sc.Name, variant}, args...)...)
 	}
 	sb, err := sim.New(Config(sc, eff, seed))
