@@ -27,27 +27,28 @@ type Report struct {
 
 // VariantReport is what one run of the schedule showed.
 type VariantReport struct {
-	Variant  string            `json:"variant"`
-	Fencing  bool              `json:"fencing"`
-	Unsafe   string            `json:"unsafe,omitempty"`
-	Pass     bool              `json:"pass"`
-	Expect   map[string]string `json:"expect,omitempty"`
-	Failures []string          `json:"failures,omitempty"`
-	Lock     history.Verdict   `json:"lock"`
-	Resource history.Verdict   `json:"resource"`
-	Check    history.Result    `json:"check"`
-	Resolved int               `json:"resolvedUnknowns"`
-	Latency  Latency           `json:"acquireLatency"`
-	Faults   []faults.Event    `json:"faults"`
+	Variant     string            `json:"variant"`
+	Fencing     bool              `json:"fencing"`
+	Unsafe      string            `json:"unsafe,omitempty"`
+	Pass        bool              `json:"pass"`
+	Expect      map[string]string `json:"expect,omitempty"`
+	Failures    []string          `json:"failures,omitempty"`
+	Lock        history.Verdict   `json:"lock"`
+	Resource    history.Verdict   `json:"resource"`
+	Check       history.Result    `json:"check"`
+	Resolved    int               `json:"resolvedUnknowns"`
+	Latency     Latency           `json:"acquireLatency"`
+	Faults      []faults.Event    `json:"faults"`
+	Duration    time.Duration     `json:"durationNs"`
+	Runtime     []RuntimeSample   `json:"runtime"`
+	Dir         string            `json:"dir,omitempty"`
+	HistoryPath string            `json:"historyPath,omitempty"`
+	HTMLPath    string            `json:"htmlPath,omitempty"`
+
 	// Balancers are the VRRP transitions of a group of balancers, and
 	// VIPMoves how often their virtual address changed owner.
-	Balancers   []sim.BalancerEvent `json:"balancers,omitempty"`
-	VIPMoves    uint64              `json:"vipMoves,omitempty"`
-	Duration    time.Duration       `json:"durationNs"`
-	Runtime     []RuntimeSample     `json:"runtime"`
-	Dir         string              `json:"dir,omitempty"`
-	HistoryPath string              `json:"historyPath,omitempty"`
-	HTMLPath    string              `json:"htmlPath,omitempty"`
+	Balancers []sim.BalancerEvent `json:"balancers,omitempty"`
+	VIPMoves  uint64              `json:"vipMoves,omitempty"`
 }
 
 // RuntimeSample is the process's goroutine count and heap at one moment of

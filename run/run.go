@@ -80,19 +80,20 @@ func Config(sc *scenarios.Scenario, eff scenarios.Effective, seed int64) sim.Con
 		}
 	}
 	return sim.Config{
-		PeerProxies:    proxies,
-		TickMs:         uint(sc.Raft.TickMs),
-		ElectionMs:     uint(sc.Raft.ElectionMs),
-		LockServers:    sc.Topology.LockServers,
-		Policy:         sc.Topology.Balancer,
+		PeerProxies: proxies,
+		TickMs:      uint(sc.Raft.TickMs),
+		ElectionMs:  uint(sc.Raft.ElectionMs),
+		LockServers: sc.Topology.LockServers,
+		Policy:      sc.Topology.Balancer,
+		Clients:     sc.Topology.Clients,
+		Unsafe:      eff.Unsafe,
+		Auth:        sc.LockServers.Auth,
+		Unfenced:    !eff.Fencing,
+		Seed:        seed,
+
 		Balancers:      sc.Topology.Balancers,
 		AdvertInterval: sc.VRRP.AdvertInterval,
 		NoPreempt:      !eff.Preempt,
-		Clients:        sc.Topology.Clients,
-		Unsafe:         eff.Unsafe,
-		Auth:           sc.LockServers.Auth,
-		Unfenced:       !eff.Fencing,
-		Seed:           seed,
 		Workload: sim.Workload{
 			Resources: sc.Workload.Resources,
 			TTL:       sc.Lock.TTL,

@@ -118,7 +118,7 @@ func (sb *Sandbox) startBalancers(ctx context.Context) error {
 		if n == 1 {
 			slot.addr = sb.cfg.BalancerListen
 		}
-		sb.balancers = append(sb.balancers, slot)
+		sb.lbs = append(sb.lbs, slot)
 	}
 	if n > 1 {
 		sb.vip = loadbalancer.NewVirtualAddress(loadbalancer.VirtualConfig{Listen: sb.cfg.BalancerListen})
@@ -126,14 +126,14 @@ func (sb *Sandbox) startBalancers(ctx context.Context) error {
 			return err
 		}
 	}
-	for _, slot := range sb.balancers {
+	for _, slot := range sb.lbs {
 		if err := sb.startBalancer(ctx, slot); err != nil {
 			return err
 		}
 	}
 	sb.setPeers()
 	if sb.vip == nil {
-		sb.entry = sb.balancers[0].addr
+		sb.entry = sb.lbs[0].addr
 		return nil
 	}
 	sb.entry = sb.vip.Addr()
@@ -221,10 +221,10 @@ func (sb *Sandbox) startBalancer(ctx context.Context, slot *balancerSlot) error 
 // setPeers tells every running node where the others listen for adverts.
 func (sb *Sandbox) setPeers() {
 	peers := map[string]string{}
-	for _, s := range sb.balancers {
+	for _, s := range sb.lbs {
 		peers[s.name] = s.advertAddr
 	}
-	for _, s := range sb.balancers {
+	for _, s := range sb.lbs {
 		if s.node != nil {
 			s.node.SetPeers(peers)
 		}
@@ -233,7 +233,7 @@ func (sb *Sandbox) setPeers() {
 
 // balancerSlot returns the balancer of that name, or nil; sb.mu is held.
 func (sb *Sandbox) balancerSlot(name string) *balancerSlot {
-	for _, s := range sb.balancers {
+	for _, s := range sb.lbs {
 		if s.name == name {
 			return s
 		}
@@ -319,14 +319,14 @@ func (sb *Sandbox) resolveMaster() (string, error) {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
 	if sb.vip == nil {
-		if s := sb.balancers[0]; s.lb != nil {
+		if s := sb.lbs[0]; s.lb != nil {
 			return s.name, nil
 		}
 		return "", fmt.Errorf("%w: the balancer is down", ErrNotRunning)
 	}
 	owner, _ := sb.vip.Owner()
 	var masters []string
-	for _, s := range sb.balancers {
+	for _, s := range sb.lbs {
 		if s.node != nil && s.node.Status().State == loadbalancer.StateMaster {
 			masters = append(masters, s.name)
 		}
@@ -343,7 +343,7 @@ func (sb *Sandbox) resolveMaster() (string, error) {
 // closeBalancers stops every balancer and the virtual address.
 func (sb *Sandbox) closeBalancers() []error {
 	sb.mu.Lock()
-	slots := slices.Clone(sb.balancers)
+	slots := slices.Clone(sb.lbs)
 	sb.mu.Unlock()
 	var errs []error
 	for _, s := range slots {
@@ -402,8 +402,8 @@ type VIPState struct {
 // lock server added into inflight (by URL).
 func (sb *Sandbox) balancerStates(inflight map[string]int64) ([]BalancerState, *VIPState) {
 	sb.mu.Lock()
-	slots := make([]balancerSlot, len(sb.balancers))
-	for i, s := range sb.balancers {
+	slots := make([]balancerSlot, len(sb.lbs))
+	for i, s := range sb.lbs {
 		slots[i] = *s
 	}
 	vip := sb.vip

@@ -23,7 +23,7 @@ func (sb *Sandbox) Members() []string {
 	for _, s := range sb.servers {
 		out = append(out, s.name)
 	}
-	for _, b := range sb.balancers {
+	for _, b := range sb.lbs {
 		out = append(out, b.name)
 	}
 	sb.mu.Unlock()

@@ -51,19 +51,19 @@ type Sandbox struct {
 	observer *Observer
 	faults   *faults.Injector
 
-	mu        sync.Mutex
-	closed    bool
-	servers   []*serverSlot
-	balancers []*balancerSlot
-	vip       *loadbalancer.VirtualAddress // with two or more balancers
-	entry     string                       // host:port clients use: the only balancer's, or the virtual address
-	lbLog     balancerLog
-	clients   []*simClient
-	workload  context.CancelFunc
-	workerWG  sync.WaitGroup
-	keys      map[string]string // API key -> client id (nil: auth off)
-	draining  atomic.Bool
-	triggers  triggers
+	mu       sync.Mutex
+	closed   bool
+	servers  []*serverSlot
+	lbs      []*balancerSlot              // the balancers, balancer-1..N (one: "balancer")
+	vip      *loadbalancer.VirtualAddress // with two or more balancers
+	entry    string                       // host:port clients use: the only balancer's, or the virtual address
+	lbLog    balancerLog
+	clients  []*simClient
+	workload context.CancelFunc
+	workerWG sync.WaitGroup
+	keys     map[string]string // API key -> client id (nil: auth off)
+	draining atomic.Bool
+	triggers triggers
 }
 
 type serverSlot struct {
@@ -106,8 +106,10 @@ func New(cfg Config) (*Sandbox, error) {
 func (sb *Sandbox) Config() Config { return sb.cfg }
 
 // Start boots every component in order: etcd members, lock servers, the
-// balancers (and their virtual address), the etcd observer. It does not start the clients (see
-// StartWorkload). On error everything started so far is closed.
+// balancers (and their virtual address: it returns once the first VRRP
+// election gave it an owner), the etcd observer. It does not start the
+// clients (see StartWorkload). On error everything started so far is
+// closed.
 func (sb *Sandbox) Start(ctx context.Context) (err error) {
 	sb.start = time.Now()
 	sb.rec = history.NewRecorder(sb.start)
@@ -250,7 +252,7 @@ func (sb *Sandbox) Addresses() Addresses {
 	a := Addresses{Balancer: "http://" + sb.entry, LockServers: map[string]string{}, Etcd: map[string]string{}}
 	if sb.vip != nil {
 		a.Balancers = map[string]string{}
-		for _, b := range sb.balancers {
+		for _, b := range sb.lbs {
 			a.Balancers[b.name] = "http://" + b.addr
 		}
 	}

@@ -9,20 +9,21 @@ import (
 // Status is a one-glance summary of the sandbox, printed by `locksim up`
 // every second.
 type Status struct {
-	At        time.Duration `json:"at"`
-	Leader    string        `json:"leader"`
-	Term      uint64        `json:"term"`
-	MembersUp int           `json:"membersUp"`
-	Members   int           `json:"members"`
-	External  bool          `json:"external"` // etcd is not embedded`
-	HeldLocks int           `json:"heldLocks"`
+	At         time.Duration `json:"at"`
+	Leader     string        `json:"leader"`
+	Term       uint64        `json:"term"`
+	MembersUp  int           `json:"membersUp"`
+	Members    int           `json:"members"`
+	External   bool          `json:"external"` // etcd is not embedded`
+	HeldLocks  int           `json:"heldLocks"`
+	AcquiresOK uint64        `json:"acquiresOk"`
+	Failed     uint64        `json:"failed"`
+	Unknown    uint64        `json:"unknown"`
+	Cycles     uint64        `json:"cycles"`
+
 	// VIPOwner is the balancer the virtual address goes to now, with a
 	// group of balancers ("-" for none; "" with one balancer).
-	VIPOwner   string `json:"vipOwner,omitempty"`
-	AcquiresOK uint64 `json:"acquiresOk"`
-	Failed     uint64 `json:"failed"`
-	Unknown    uint64 `json:"unknown"`
-	Cycles     uint64 `json:"cycles"`
+	VIPOwner string `json:"vipOwner,omitempty"`
 }
 
 // Status reads the current summary.
