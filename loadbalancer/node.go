@@ -149,8 +149,9 @@ func (n *Node) AdvertAddr() string {
 }
 
 // SetPeers sets the other members of the group: name -> advert address.
-// The node's own name is skipped. Peers can change at any time (a sandbox
-// learns the addresses after every node has started).
+// The node's own name is skipped. Call it after Start (before, it does
+// nothing); peers can change at any time (a sandbox learns the addresses
+// after every node has started).
 func (n *Node) SetPeers(peers map[string]string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
