@@ -511,3 +511,19 @@ func TestViewExportWritesTheSandboxTopology(t *testing.T) {
 	_, err = scenarios.Parse("recorded.yaml", Export("recorded", cmds))
 	assert.ErrorContains(t, err, `"balancer-1" does not exist`, "the default topology has one balancer")
 }
+
+// TestScenarioThatDoesNotFitIsRefused: a balancer scenario started from the
+// page of a sandbox with one balancer is refused before anything runs,
+// saying how to start a sandbox it fits.
+func TestScenarioThatDoesNotFitIsRefused(t *testing.T) {
+	sb := start(t, sim.Config{Workload: sim.Workload{Disabled: true}})
+	w := New(sb, Config{CheckEvery: -1})
+	require.NoError(t, w.Start(t.Context()))
+	t.Cleanup(func() { require.NoError(t, w.Close()) })
+	err := w.Do(t.Context(), web.Command{Action: web.ActionRunScenario, Scenario: "balancer-split-brain"})
+	require.ErrorIs(t, err, web.ErrBadCommand)
+	assert.ErrorContains(t, err, `"balancer-1" does not exist`)
+	assert.ErrorContains(t, err, "--balancers 2")
+	assert.Empty(t, sb.Events(), "nothing ran")
+	assert.Nil(t, w.Frame().Scenario)
+}
