@@ -63,6 +63,9 @@ func TestBenchQuickEndToEnd(t *testing.T) {
 	}
 	require.Len(t, byName["failover-fast"], 1)
 	assert.Positive(t, byName["failover-fast"][0].P50Ms)
+	require.Len(t, byName["balancer-failover-fast"], 1, "a balancer pair's failover row")
+	assert.Positive(t, byName["balancer-failover-fast"][0].P50Ms)
+	assert.Contains(t, byName["balancer-failover-fast"][0].Note, "through the virtual address")
 	require.NotEmpty(t, byName["scale"])
 	last := byName["scale"][len(byName["scale"])-1]
 	assert.Positive(t, last.Held)

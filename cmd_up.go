@@ -75,7 +75,10 @@ func (m *Main) upConfig(args []string) (sim.Config, upFlags, int) {
 	d := sim.Defaults()
 	var (
 		fl          upFlags
-		balancer    = fs.String("balancer", d.BalancerListen, "balancer listen address (port 0 = any free port)")
+		balancer    = fs.String("balancer", d.BalancerListen, "balancer listen address, or the virtual address of --balancers 2+ (port 0 = any free port)")
+		balancers   = fs.Int("balancers", d.Balancers, "number of balancers (1-8); 2 or more elect a master by VRRP and share a virtual address")
+		advert      = fs.Duration("advert-interval", 0, "VRRP advert interval of --balancers 2+ (default: the pace's, 100ms fast, 1s classroom)")
+		noPreempt   = fs.Bool("nopreempt", false, "VRRP: a backup of higher priority does not take over from a lower master (keepalived's nopreempt)")
 		lockServers = fs.Int("lock-servers", d.LockServers, "number of lock servers (1-16)")
 		clients     = fs.Int("clients", d.Clients, "number of simulated clients (0 = none, serve the API only)")
 		policy      = fs.String("policy", d.Policy, "balancer policy: round-robin or least-connections")
@@ -120,6 +123,9 @@ func (m *Main) upConfig(args []string) (sim.Config, upFlags, int) {
 		LockServers:    *lockServers,
 		Clients:        *clients,
 		Policy:         *policy,
+		Balancers:      *balancers,
+		AdvertInterval: *advert,
+		NoPreempt:      *noPreempt,
 		BalancerListen: *balancer,
 		Unfenced:       *unfenced,
 		EtcdLog:        *etcdLog,
@@ -148,7 +154,7 @@ func startView(ctx context.Context, sb *sim.Sandbox, fl upFlags) (stop func(), u
 		Scenarios:    live.Scenarios,
 		HistoryHTML:  view.HistoryHTML,
 		ExportName:   "recorded",
-		Export:       live.Export,
+		Export:       view.Export,
 	}, view, view)
 	if err == nil {
 		err = srv.Start(ctx)
@@ -172,7 +178,14 @@ func (m *Main) printUp(sb *sim.Sandbox, uiURL string) {
 	if uiURL != "" {
 		fmt.Fprintf(m.Stdout, "  web UI       %s   <- open in a browser\n", uiURL)
 	}
-	fmt.Fprintf(m.Stdout, "  balancer     %s   <- point clients and curl here\n", addrs.Balancer)
+	if len(addrs.Balancers) == 0 {
+		fmt.Fprintf(m.Stdout, "  balancer     %s   <- point clients and curl here\n", addrs.Balancer)
+	} else {
+		fmt.Fprintf(m.Stdout, "  virtual IP   %s   <- point clients and curl here (VRRP master: %s)\n", addrs.Balancer, sb.Status().VIPOwner)
+		for _, name := range sortedKeys(addrs.Balancers) {
+			fmt.Fprintf(m.Stdout, "  %-12s %s\n", name, addrs.Balancers[name])
+		}
+	}
 	for _, name := range sortedKeys(addrs.LockServers) {
 		fmt.Fprintf(m.Stdout, "  %-12s %s\n", name, addrs.LockServers[name])
 	}

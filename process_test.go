@@ -365,6 +365,15 @@ func TestServeProcesses(t *testing.T) {
 		}
 	})
 
+	t.Run("GET /balancer/health answers keepalived's check script", func(t *testing.T) {
+		resp, err := http.Get(lb.url + "/balancer/health")
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
+		assert.JSONEq(t, `{"status":"ok","backendsUp":2,"backends":3}`, string(body), "one lock server was killed above")
+	})
+
 	t.Run("SIGTERM drains an in-flight blocking acquire, exit 0", func(t *testing.T) {
 		drain := startProc(t, bin, "ls-drain", "serve", "lockserver", "--etcd", etcdURLs, "--listen", "127.0.0.1:0",
 			"--name", "ls-drain", "--auth-file", authFile, "--drain-timeout", "20s")

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -76,6 +77,36 @@ func TestBrowserAgainstRealSandbox(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(path, png, 0o644))
 	}
+}
+
+// TestBrowserBalancerGroup: `locksim up --balancers 2` draws both balancers
+// and the virtual IP in front of them, balancer-1 master and owner; crashing
+// it from the page moves the address to balancer-2, whose takeover is marked
+// on its timeline lane; after a restart balancer-1 preempts.
+func TestBrowserBalancerGroup(t *testing.T) {
+	if _, err := os.Stat(webtest.ChromiumPath); err != nil {
+		if os.Getenv("LOCKSIM_REQUIRE_BROWSER") == "1" {
+			t.Fatalf("LOCKSIM_REQUIRE_BROWSER=1 but no chromium at %s: %v", webtest.ChromiumPath, err)
+		}
+		t.Skipf("no chromium at %s", webtest.ChromiumPath)
+	}
+	url, stdout, _ := startCommand(t, "up", "--balancers", "2", "--clients", "2", "--web", "127.0.0.1:0", "--status-every", "0")
+	require.Contains(t, stdout.String(), "virtual IP", "the virtual address is printed")
+	b := webtest.NewBrowser(t)
+	require.NoError(t, b.Navigate(url))
+	owner := func(name string) string {
+		return fmt.Sprintf(`document.querySelector('#balancer-g [data-node=%q][data-state=master][data-owner=true]') !== null && document.querySelector('#balancer-g [data-vip=%q]') !== null`, name, name)
+	}
+	require.NoError(t, b.WaitJS(owner("balancer-1"), 20*time.Second), "balancer-1 master and owner")
+	require.NoError(t, b.WaitJS(`document.querySelector('#balancer-g [data-node="balancer-2"][data-state=backup]') !== null`, 10*time.Second))
+	require.NoError(t, b.Click(`[data-action=crash][data-target="balancer-1"]`))
+	require.NoError(t, b.WaitJS(owner("balancer-2"), 20*time.Second), "balancer-2 takes the address")
+	require.NoError(t, b.WaitJS(`document.querySelector('#balancer-g [data-node="balancer-1"][data-up=false]') !== null`, 10*time.Second))
+	require.NoError(t, b.WaitJS(`document.querySelector('#timeline path.takeover[data-balancer="balancer-2"]') !== null`, 10*time.Second),
+		"the takeover is on balancer-2's lane")
+	require.NoError(t, b.Click(`[data-action=restart][data-target="balancer-1"]`))
+	require.NoError(t, b.WaitJS(owner("balancer-1"), 20*time.Second), "restarted, balancer-1 preempts")
+	assert.Empty(t, b.Exceptions())
 }
 
 // TestUpWebPortTaken: a taken --web port is one clear line and exit 2,

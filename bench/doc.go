@@ -8,8 +8,10 @@
 // balancer (the full path through locksim's balancer), haproxy (Debian's
 // haproxy in front of the same lock servers), mutex (etcd's
 // concurrency.Mutex), failover (leader crash to first successful acquire),
-// scale (latency and memory with many locks held) and checker (porcupine
-// on generated histories). Throughput rows run at several concurrencies on
+// balancer-failover (a VRRP pair of balancers: master crash to first
+// successful acquire through the virtual address, at the sandbox's fast
+// advert interval and at the design's default), scale (latency and memory
+// with many locks held) and checker (porcupine on generated histories). Throughput rows run at several concurrencies on
 // distinct keys and on one contended key.
 //
 // The environment is a bare cluster with lock servers and a balancer, not a

@@ -31,12 +31,15 @@ const (
 	HAProxy  = "haproxy"  // Debian's haproxy in front of the same lock servers
 	Mutex    = "mutex"    // etcd's concurrency.Mutex, one session per client
 	Failover = "failover" // leader crash -> first successful acquire
-	Scale    = "scale"    // acquire latency with many locks held; memory per lock
-	Checker  = "checker"  // history.Generate + history.Check
+	// BalancerFailover: a balancer pair's master crash -> first successful
+	// acquire through the virtual address
+	BalancerFailover = "balancer-failover"
+	Scale            = "scale"   // acquire latency with many locks held; memory per lock
+	Checker          = "checker" // history.Generate + history.Check
 )
 
 // Suites lists every suite name accepted by Config.Only.
-var Suites = []string{Raw, RawGrant, Direct, Balancer, HAProxy, Mutex, Failover, Scale, Checker}
+var Suites = []string{Raw, RawGrant, Direct, Balancer, HAProxy, Mutex, Failover, BalancerFailover, Scale, Checker}
 
 // ErrConfig is wrapped by every benchmark configuration error.
 var ErrConfig = errors.New("bench: bad config")
@@ -63,8 +66,9 @@ type Config struct {
 	// HAProxy is the haproxy binary. Default "haproxy" from PATH; when it is
 	// not found the haproxy suite is skipped with a note.
 	HAProxy string
-	// FailoverTrials is the number of leader crashes per Raft timing.
-	// Default 10 (Quick: 1, fast timing only).
+	// FailoverTrials is the number of leader crashes per Raft timing, and
+	// of balancer master crashes per advert interval. Default 10 (Quick: 1,
+	// fast timing only).
 	FailoverTrials int
 	// ScaleHeld are the numbers of held locks of the scale suite.
 	// Default 0, 10000, 100000 (Quick: 0, 200).
@@ -200,7 +204,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		fmt.Fprintln(cfg.Progress, formatRow(r))
 	}
 	needEnv := false
-	for _, s := range []string{Raw, RawGrant, Direct, Balancer, HAProxy, Mutex, Failover, Scale} {
+	for _, s := range []string{Raw, RawGrant, Direct, Balancer, HAProxy, Mutex, Failover, BalancerFailover, Scale} {
 		needEnv = needEnv || cfg.runs(s)
 	}
 	if needEnv {
@@ -277,6 +281,23 @@ func runOnEnv(ctx context.Context, env *benchEnv, cfg Config, add func(Row)) err
 			return err
 		}
 		add(row)
+	}
+	if cfg.runs(BalancerFailover) {
+		// The sandbox's fast pace, then the design's default interval.
+		intervals := []struct {
+			name     string
+			interval time.Duration
+		}{{"balancer-failover-fast", loadbalancer.FastAdvertInterval}, {"balancer-failover-default", loadbalancer.DefaultAdvertInterval}}
+		if cfg.Quick {
+			intervals = intervals[:1]
+		}
+		for _, iv := range intervals {
+			row, err := env.balancerFailover(ctx, iv.name, iv.interval, cfg.FailoverTrials)
+			if err != nil {
+				return err
+			}
+			add(row)
+		}
 	}
 	if cfg.runs(Scale) {
 		if err := env.scale(ctx, cfg, add); err != nil {

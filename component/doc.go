@@ -1,7 +1,8 @@
 // Package component names the parts of a locksim sandbox: the kinds of
 // component (etcd members, lock servers, the balancer, clients), their names
-// ("etcd-2", "lockserver-1", "client-3", "balancer"), the roles a fault can
-// target instead of a name ("etcd:leader", "client:holder"), the directed
+// ("etcd-2", "lockserver-1", "client-3", "balancer", or "balancer-1" when
+// there are several), the roles a fault can target instead of a name
+// ("etcd:leader", "client:holder", "balancer:master"), the directed
 // links between two components ("lockserver-1->etcd-2") and the phases of a
 // simulated client's lock cycle.
 //

@@ -74,11 +74,13 @@ var linked = map[[2]string]bool{
 	{LockServer, Etcd}:     true,
 	{Balancer, LockServer}: true,
 	{Client, Balancer}:     true,
+	{Balancer, Balancer}:   true, // VRRP adverts
 }
 
 // Connected reports whether components of two kinds talk to each other
 // directly (in either direction): etcd<->etcd, lockserver<->etcd,
-// balancer<->lockserver, client<->balancer.
+// balancer<->lockserver, client<->balancer, balancer<->balancer (the VRRP
+// adverts of a redundant pair).
 func Connected(a, b string) bool { return linked[[2]string{a, b}] || linked[[2]string{b, a}] }
 
 // Phases of a simulated client's lock cycle, in the order a cycle passes

@@ -12,7 +12,7 @@ const (
 	Etcd       = "etcd"       // an etcd member: etcd-1..etcd-3
 	LockServer = "lockserver" // a lock server: lockserver-1..lockserver-N
 	Client     = "client"     // a simulated client: client-1..client-N
-	Balancer   = "balancer"   // the load balancer (there is one; its name is its kind)
+	Balancer   = "balancer"   // a load balancer: "balancer" when it is the only one, else balancer-1..balancer-N
 )
 
 // Kinds lists every kind, in the order of the design's picture, from the
@@ -28,16 +28,19 @@ var (
 )
 
 // Name returns the name of the i-th (1-based) component of a kind:
-// Name(Etcd, 2) is "etcd-2". The balancer's name is its kind.
+// Name(Etcd, 2) is "etcd-2", Name(Balancer, 1) is "balancer-1". The only
+// balancer of a sandbox that has one is named by its kind, "balancer" (see
+// Names).
 func Name(kind string, i int) string {
-	if kind == Balancer {
-		return Balancer
-	}
 	return kind + "-" + strconv.Itoa(i)
 }
 
-// Names returns the names of components 1..n of a kind.
+// Names returns the names of components 1..n of a kind. One balancer is
+// "balancer"; two or more are balancer-1..balancer-n.
 func Names(kind string, n int) []string {
+	if kind == Balancer && n == 1 {
+		return []string{Balancer}
+	}
 	out := make([]string, n)
 	for i := range n {
 		out[i] = Name(kind, i+1)
@@ -46,14 +49,14 @@ func Names(kind string, n int) []string {
 }
 
 // Parse splits a component name into its kind and 1-based index ("etcd-2"
-// is Etcd, 2; "balancer" is Balancer, 0). ok is false for anything else,
-// roles included.
+// is Etcd, 2; "balancer-1" is Balancer, 1; the only balancer "balancer" is
+// Balancer, 0). ok is false for anything else, roles included.
 func Parse(name string) (kind string, index int, ok bool) {
 	if name == Balancer {
 		return Balancer, 0, true
 	}
 	kind, num, found := strings.Cut(name, "-")
-	if !found || (kind != Etcd && kind != LockServer && kind != Client) {
+	if !found || (kind != Etcd && kind != LockServer && kind != Client && kind != Balancer) {
 		return "", 0, false
 	}
 	n, err := strconv.Atoi(num)
@@ -76,16 +79,18 @@ const (
 	RoleFollower = "follower" // etcd:follower (one of them)
 	RoleAny      = "any"      // lockserver:any (one of the running ones)
 	RoleHolder   = "holder"   // client:holder (a client that holds a lock)
+	RoleMaster   = "master"   // balancer:master (a balancer that is VRRP master now)
 )
 
 // The roles as written in a target.
 const (
-	EtcdLeader    = Etcd + ":" + RoleLeader
-	EtcdFollower  = Etcd + ":" + RoleFollower
-	AnyLockServer = LockServer + ":" + RoleAny
-	HolderClient  = Client + ":" + RoleHolder
-	targetSyntax  = "etcd-N, etcd:leader, etcd:follower, lockserver-N, lockserver:any, client-N, client:holder or balancer"
-	numberingHint = "%s numbers start at 1, as in %s-1"
+	EtcdLeader     = Etcd + ":" + RoleLeader
+	EtcdFollower   = Etcd + ":" + RoleFollower
+	AnyLockServer  = LockServer + ":" + RoleAny
+	HolderClient   = Client + ":" + RoleHolder
+	MasterBalancer = Balancer + ":" + RoleMaster
+	targetSyntax   = "etcd-N, etcd:leader, etcd:follower, lockserver-N, lockserver:any, client-N, client:holder, balancer, balancer-N or balancer:master"
+	numberingHint  = "%s numbers start at 1, as in %s-1"
 )
 
 // kindRoles lists the roles of each kind that has any.
@@ -93,14 +98,15 @@ var kindRoles = map[string][]string{
 	Etcd:       {RoleLeader, RoleFollower},
 	LockServer: {RoleAny},
 	Client:     {RoleHolder},
+	Balancer:   {RoleMaster},
 }
 
 // Target is a parsed target: one named component ("etcd-2") or a role
 // ("etcd:leader").
 type Target struct {
 	Kind  string // Etcd, LockServer, Client or Balancer
-	Name  string // "etcd-2", "balancer"; "" for roles
-	Index int    // 1-based number of a named etcd/lockserver/client; 0 otherwise
+	Name  string // "etcd-2", "balancer", "balancer-1"; "" for roles
+	Index int    // 1-based number of a numbered component; 0 for "balancer" and roles
 	Role  string // RoleLeader, ...; "" for named components
 }
 

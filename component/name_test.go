@@ -8,7 +8,7 @@ import (
 )
 
 func TestNameAndParseRoundTrip(t *testing.T) {
-	for _, kind := range []string{Etcd, LockServer, Client} {
+	for _, kind := range []string{Etcd, LockServer, Client, Balancer} {
 		for i := 1; i <= 12; i++ {
 			name := Name(kind, i)
 			gotKind, gotIndex, ok := Parse(name)
@@ -18,13 +18,19 @@ func TestNameAndParseRoundTrip(t *testing.T) {
 			assert.Equal(t, kind, KindOf(name))
 		}
 	}
-	assert.Equal(t, "balancer", Name(Balancer, 1))
+	assert.Equal(t, "balancer-1", Name(Balancer, 1))
 	assert.Equal(t, []string{"etcd-1", "etcd-2", "etcd-3"}, Names(Etcd, 3))
+	assert.Equal(t, []string{"balancer"}, Names(Balancer, 1), "the only balancer is named by its kind")
+	assert.Equal(t, []string{"balancer-1", "balancer-2"}, Names(Balancer, 2))
 	assert.Equal(t, Balancer, KindOf("balancer"))
+	kind, index, ok := Parse("balancer")
+	assert.True(t, ok)
+	assert.Equal(t, Balancer, kind)
+	assert.Zero(t, index)
 }
 
 func TestParseRejectsNonNames(t *testing.T) {
-	for _, s := range []string{"", "etcd", "etcd-0", "etcd-01", "etcd-x", "etcd:leader", "balancer-1", "zookeeper-1", "client--1"} {
+	for _, s := range []string{"", "etcd", "etcd-0", "etcd-01", "etcd-x", "etcd:leader", "balancer-0", "balancer:master", "zookeeper-1", "client--1"} {
 		t.Run(s, func(t *testing.T) {
 			_, _, ok := Parse(s)
 			assert.False(t, ok)
@@ -44,6 +50,10 @@ func TestParseTarget(t *testing.T) {
 		{in: "lockserver:any", want: Target{Kind: LockServer, Role: RoleAny}},
 		{in: "client:holder", want: Target{Kind: Client, Role: RoleHolder}},
 		{in: "balancer", want: Target{Kind: Balancer, Name: "balancer"}},
+		{in: "balancer-2", want: Target{Kind: Balancer, Name: "balancer-2", Index: 2}},
+		{in: "balancer:master", want: Target{Kind: Balancer, Role: RoleMaster}},
+		{in: "balancer:leader", wantErr: `(balancer has the role "master")`},
+		{in: "balancer-0", wantErr: "balancer numbers start at 1"},
 		{in: "etcd:boss", wantErr: `"etcd:boss" (etcd has the roles "leader", "follower")`},
 		{in: "client:leader", wantErr: `(client has the role "holder")`},
 		{in: "etcd-0", wantErr: "etcd numbers start at 1"},
@@ -84,6 +94,8 @@ func TestParseLink(t *testing.T) {
 func TestConnected(t *testing.T) {
 	assert.True(t, Connected(Etcd, LockServer))
 	assert.True(t, Connected(Balancer, Client))
+	assert.True(t, Connected(Balancer, Balancer), "a redundant pair's adverts")
+	assert.False(t, Connected(Balancer, Etcd))
 	assert.False(t, Connected(Client, Etcd))
 	assert.False(t, Connected(LockServer, LockServer))
 }

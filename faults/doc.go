@@ -32,7 +32,8 @@
 // A heal step calls Env.Heal and ends every partition, delay and skew.
 //
 // Network shapes connections made through Network.Dialer(from) (lock server
-// -> etcd client URL, balancer -> lock server, client -> balancer). A
+// -> etcd client URL, balancer -> lock server, client -> balancer, and the
+// VRRP adverts balancer -> balancer). A
 // blocked link is a black hole: dials hang until their context ends, writes
 // stall until unblocked, closed or past their deadline; no byte is lost, so
 // gRPC and HTTP framing survive a heal.

@@ -25,11 +25,12 @@ func (RealClock) After(d time.Duration) <-chan time.Time { return time.After(d) 
 // method but Wait must return promptly (Restart within ctx).
 type Env interface {
 	// Resolve maps a role ("etcd:leader", "etcd:follower", "lockserver:any",
-	// "client:holder") to a name. It is called only for targets containing
-	// ':', when the step fires.
+	// "client:holder", "balancer:master") to a name. It is called only for
+	// targets containing ':', when the step fires.
 	Resolve(target string) (string, error)
-	// Members lists every component a partition may involve (etcd members
-	// and lock servers): "isolate X" cuts X from all the others.
+	// Members lists every component a partition may involve (etcd members,
+	// lock servers and balancers): "isolate X" cuts X from all the others
+	// (balancers only when X is one, see CutsFor).
 	Members() []string
 
 	Crash(name string) error

@@ -12,6 +12,10 @@ import (
 // the one-way cuts that realise it, in a deterministic order. members are
 // every partitionable component (Env.Members).
 //
+// Balancers take part only in partitions that name them: "isolate X" and
+// "bridge X" leave them out of the rest unless X is a balancer, so that
+// isolating an etcd member or a lock server means what it always meant.
+//
 //   - isolate X: X is cut from every other member, both ways ([[X], rest]).
 //   - groups [[A...],[B...],...]: every pair in different groups is cut both
 //     ways; members not listed in any group are unaffected (they still reach
@@ -63,9 +67,10 @@ func partitionGroups(s Step, members []string) ([][]string, error) {
 		return nil
 	}
 	rest := func(except string) []string {
+		withBalancers := component.KindOf(except) == component.Balancer
 		var out []string
 		for _, m := range members {
-			if m != except {
+			if m != except && (withBalancers || component.KindOf(m) != component.Balancer) {
 				out = append(out, m)
 			}
 		}

@@ -16,7 +16,7 @@ import (
 const (
 	FaultCrash     = "crash"      // stop a component abruptly (etcd member, lock server, balancer)
 	FaultRestart   = "restart"    // start a crashed component again
-	FaultPause     = "pause"      // freeze a client or a lock server
+	FaultPause     = "pause"      // freeze a client, a lock server or a balancer
 	FaultResume    = "resume"     // undo pause
 	FaultPartition = "partition"  // cut links: isolate, groups, bridge or from/to
 	FaultDelay     = "delay"      // slow a link
@@ -57,8 +57,9 @@ var (
 // click in the web page (a step fired now, see Injector.Apply).
 //
 // Targets are component names ("etcd-2", "lockserver-1", "client-3",
-// "balancer") or roles ("etcd:leader", "etcd:follower", "lockserver:any",
-// "client:holder"); roles are resolved through Env.Resolve when the step
+// "balancer", or "balancer-1" when there are several) or roles
+// ("etcd:leader", "etcd:follower", "lockserver:any", "client:holder",
+// "balancer:master"); roles are resolved through Env.Resolve when the step
 // fires.
 type Step struct {
 	At    time.Duration // offset from the run's start
@@ -184,14 +185,18 @@ func (s Step) Check(top Topology) []Problem {
 type targetRule map[string][]string
 
 var (
-	ruleCrash     = targetRule{component.Etcd: {"N", component.RoleLeader, component.RoleFollower}, component.LockServer: {"N", component.RoleAny}, component.Balancer: {"N"}}
-	ruleRestart   = targetRule{component.Etcd: {"N"}, component.LockServer: {"N"}, component.Balancer: {"N"}}
-	rulePause     = targetRule{component.Client: {"N", component.RoleHolder}, component.LockServer: {"N", component.RoleAny}}
-	ruleResume    = targetRule{component.Client: {"N"}, component.LockServer: {"N"}}
-	ruleIsolate   = targetRule{component.Etcd: {"N", component.RoleLeader, component.RoleFollower}, component.LockServer: {"N", component.RoleAny}}
-	ruleGroup     = targetRule{component.Etcd: {"N"}, component.LockServer: {"N"}}
-	ruleBridge    = targetRule{component.Etcd: {"N", component.RoleLeader, component.RoleFollower}}
-	ruleDirected  = targetRule{component.Etcd: {"N", component.RoleLeader, component.RoleFollower}, component.LockServer: {"N", component.RoleAny}}
+	ruleCrash = targetRule{component.Etcd: {"N", component.RoleLeader, component.RoleFollower}, component.LockServer: {"N", component.RoleAny},
+		component.Balancer: {"N", component.RoleMaster}}
+	ruleRestart = targetRule{component.Etcd: {"N"}, component.LockServer: {"N"}, component.Balancer: {"N"}}
+	rulePause   = targetRule{component.Client: {"N", component.RoleHolder}, component.LockServer: {"N", component.RoleAny},
+		component.Balancer: {"N", component.RoleMaster}}
+	ruleResume  = targetRule{component.Client: {"N"}, component.LockServer: {"N"}, component.Balancer: {"N"}}
+	ruleIsolate = targetRule{component.Etcd: {"N", component.RoleLeader, component.RoleFollower}, component.LockServer: {"N", component.RoleAny},
+		component.Balancer: {"N", component.RoleMaster}}
+	ruleGroup    = targetRule{component.Etcd: {"N"}, component.LockServer: {"N"}, component.Balancer: {"N"}}
+	ruleBridge   = targetRule{component.Etcd: {"N", component.RoleLeader, component.RoleFollower}}
+	ruleDirected = targetRule{component.Etcd: {"N", component.RoleLeader, component.RoleFollower}, component.LockServer: {"N", component.RoleAny},
+		component.Balancer: {"N", component.RoleMaster}}
 	ruleClockSkew = targetRule{component.Client: {"N", component.RoleHolder}}
 	ruleHolder    = targetRule{component.Client: {"N"}}
 )
@@ -204,8 +209,8 @@ func (r targetRule) String() string {
 	for _, k := range kindOrder {
 		for _, f := range r[k] {
 			switch {
-			case k == component.Balancer:
-				forms = append(forms, k)
+			case k == component.Balancer && f == "N":
+				forms = append(forms, k, k+"-N")
 			case f == "N":
 				forms = append(forms, k+"-N")
 			default:
@@ -302,8 +307,22 @@ func (c *stepCheck) target(field, s string, rule targetRule) (component.Target, 
 }
 
 // exists checks a named target against the topology, if there is one.
+// One balancer is "balancer"; two or more are balancer-1..balancer-N.
 func (c *stepCheck) exists(field string, t component.Target) bool {
-	if t.Index == 0 || c.top == nil {
+	if c.top == nil || t.IsRole() {
+		return true
+	}
+	if t.Kind == component.Balancer {
+		switch n := c.top[component.Balancer]; {
+		case t.Index == 0 && n > 1:
+			c.problem(field, "%s: %q is ambiguous: the topology has %d balancers, balancer-1..balancer-%d (or say balancer:master)", field, t.Name, n, n)
+			return false
+		case t.Index > 0 && n <= 1:
+			c.problem(field, "%s: %q does not exist (the topology has one balancer, named \"balancer\")", field, t.Name)
+			return false
+		}
+	}
+	if t.Index == 0 {
 		return true
 	}
 	if count := c.top[t.Kind]; t.Index > count {
@@ -356,6 +375,8 @@ func (c *stepCheck) partition() {
 			c.problem("to", "from and to are both %q", st.From)
 		case from.Kind == component.LockServer && to.Kind == component.LockServer:
 			c.problem("to", "lock servers do not talk to each other: one side of from/to must be an etcd member")
+		case !component.Connected(from.Kind, to.Kind):
+			c.problem("to", "%s and %s do not talk to each other directly (links: etcd<->etcd, lockserver<->etcd, balancer<->lockserver, balancer<->balancer)", from.Kind, to.Kind)
 		}
 	}
 }
@@ -415,7 +436,7 @@ func (c *stepCheck) link(l component.Link) {
 		return
 	}
 	if !component.Connected(from.Kind, to.Kind) {
-		c.problem("link", "link %q: %s and %s do not talk to each other directly (links: etcd<->etcd, lockserver<->etcd, balancer<->lockserver, client<->balancer)",
+		c.problem("link", "link %q: %s and %s do not talk to each other directly (links: etcd<->etcd, lockserver<->etcd, balancer<->lockserver, client<->balancer, balancer<->balancer)",
 			c.st.Link, from.Kind, to.Kind)
 	}
 }

@@ -116,24 +116,45 @@ func Scenarios() []web.ScenarioInfo {
 	return out
 }
 
+// Export is the package's Export with the topology of this view's sandbox
+// (lock servers, clients, balancers and their election), so that steps that
+// name balancer-N or lockserver-5 stay valid in the file.
+func (w *View) Export(name string, cmds []web.TimedCommand) []byte {
+	cfg := w.sb.Config()
+	return export(name, cmds, func(sc *scenarios.Scenario) {
+		sc.Topology.LockServers, sc.Topology.Clients = cfg.LockServers, max(cfg.Clients, 1)
+		sc.Topology.Balancers, sc.Topology.Balancer = cfg.Balancers, cfg.Policy
+		if cfg.Balancers > 1 {
+			sc.VRRP = scenarios.VRRP{AdvertInterval: cfg.AdvertInterval, NoPreempt: cfg.NoPreempt}
+		}
+	})
+}
+
 // Export turns the commands carried out in the page into a scenario file:
 // every fault becomes a step at the time it was clicked (since the sandbox
 // started), written by the scenario format's own encoder; the other actions
 // (fencing, scenario runs, step mode) are told in the description. The
-// scenario lasts five seconds past its last command and ends healed.
-func Export(name string, cmds []web.TimedCommand) []byte {
+// scenario lasts five seconds past its last command and ends healed. Its
+// topology is the default one (View.Export writes the sandbox's).
+func Export(name string, cmds []web.TimedCommand) []byte { return export(name, cmds, nil) }
+
+// export builds the scenario of Export; setup, if any, adjusts its sandbox.
+func export(name string, cmds []web.TimedCommand, setup func(*scenarios.Scenario)) []byte {
 	if name == "" {
 		name = "recorded"
 	}
 	sc := &scenarios.Scenario{
 		Name: name, Seed: scenarios.DefaultSeed, Fencing: true, Final: scenarios.FinalHeal,
 		Topology: scenarios.Topology{Etcd: scenarios.DefaultEtcd, LockServers: scenarios.DefaultLockServers,
-			Clients: scenarios.DefaultClients, Balancer: scenarios.DefaultBalancer},
+			Clients: scenarios.DefaultClients, Balancers: scenarios.DefaultBalancers, Balancer: scenarios.DefaultBalancer},
 		Lock: scenarios.Lock{TTL: scenarios.DefaultTTL, Wait: scenarios.DefaultWait},
 		Workload: scenarios.Workload{Resources: []string{scenarios.DefaultResource},
 			Hold: scenarios.DefaultHold, Think: scenarios.DefaultThink},
 		Raft:   scenarios.Raft{TickMs: scenarios.DefaultTickMs, ElectionMs: scenarios.DefaultElectionMs},
 		Expect: map[string]scenarios.Expect{},
+	}
+	if setup != nil {
+		setup(sc)
 	}
 	desc := []string{"Recorded from the locksim web visualizer."}
 	var last time.Duration

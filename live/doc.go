@@ -18,7 +18,7 @@
 // # Usage
 //
 //	view := live.New(sb, live.Config{})
-//	srv, _ := web.New(web.Config{Scenarios: live.Scenarios, HistoryHTML: view.HistoryHTML, Export: live.Export}, view, view)
+//	srv, _ := web.New(web.Config{Scenarios: live.Scenarios, HistoryHTML: view.HistoryHTML, Export: view.Export}, view, view)
 //	_ = srv.Start(ctx)
 //	_ = view.Start(ctx)
 //	defer view.Close()

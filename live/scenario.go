@@ -3,9 +3,11 @@ package live
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
+	"github.com/locksim/locksim/component"
 	"github.com/locksim/locksim/faults"
 	"github.com/locksim/locksim/scenarios"
 	"github.com/locksim/locksim/web"
@@ -79,6 +81,9 @@ func (w *View) startScenario(c web.Command) error {
 		return err
 	}
 	steps := sc.Plan(sc.Seed)
+	if err := w.fits(sc, steps); err != nil {
+		return err
+	}
 	ats := make([]time.Duration, len(steps))
 	for i, st := range steps {
 		ats[i] = st.At
@@ -116,6 +121,25 @@ func (w *View) startScenario(c web.Command) error {
 		rcancel()
 		close(done)
 		return err
+	}
+	return nil
+}
+
+// fits checks the steps against the live sandbox's topology (the
+// scenario's own is ignored): a step that names balancer-2 in a sandbox
+// with one balancer is refused before anything runs.
+func (w *View) fits(sc *scenarios.Scenario, steps []faults.Step) error {
+	cfg := w.sb.Config()
+	top := faults.Topology{component.Etcd: cfg.Members, component.LockServer: cfg.LockServers,
+		component.Client: cfg.Clients, component.Balancer: cfg.Balancers}
+	for _, st := range steps {
+		if probs := st.Check(top); len(probs) > 0 {
+			hint := ""
+			if sc.Topology.Balancers > 1 && cfg.Balancers < 2 {
+				hint = fmt.Sprintf("; start the sandbox with --balancers %d, or run it with locksim run --ui", sc.Topology.Balancers)
+			}
+			return fmt.Errorf("%w: scenario %s does not fit this sandbox: %s: %s%s", web.ErrBadCommand, sc.Name, st.Source, probs[0].Msg, hint)
+		}
 	}
 	return nil
 }

@@ -255,6 +255,16 @@ func (w *View) state() web.Frame {
 		return web.Node{Name: n.Name, URL: n.URL, Up: n.Up, Paused: n.Paused, InFlight: n.InFlight, Requests: n.Requests}
 	}
 	f.Balancer = node(st.Balancer)
+	for _, b := range st.Balancers {
+		f.Balancers = append(f.Balancers, web.Balancer{
+			Node: node(b.Node), State: b.State, Priority: b.Priority, Preempt: b.Preempt, Master: b.Master, OwnsVIP: b.OwnsVIP,
+			AdvertsSent: b.AdvertsSent, AdvertsHeard: b.AdvertsHeard, MasterDownMs: b.MasterDown.Milliseconds(),
+			Since: int64(b.Since), Reason: b.Reason,
+		})
+	}
+	if v := st.VIP; v != nil {
+		f.VIP = &web.VIP{URL: v.URL, Owner: v.Owner, Moves: v.Moves}
+	}
 	for _, n := range st.LockServers {
 		f.LockServers = append(f.LockServers, node(n))
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/locksim/locksim/faults"
+	"github.com/locksim/locksim/scenarios"
 	"github.com/locksim/locksim/sim"
 	"github.com/locksim/locksim/web"
 )
@@ -480,4 +482,73 @@ func TestLongSessionKeepsARecentWindow(t *testing.T) {
 		ops := w.Frame().Ops
 		return len(ops) > 0 && ops[len(ops)-1].ID > 400
 	}, 10*time.Second, 50*time.Millisecond, "op ids are sequence numbers, not positions in the window")
+}
+
+// TestWebShowsTheBalancerGroup: with two balancers the frames carry both,
+// their VRRP state and the virtual address; a split between them (clicked
+// in the page) shows two masters, and the address moves between them.
+func TestWebShowsTheBalancerGroup(t *testing.T) {
+	_, w, _ := startWeb(t, sim.Config{Balancers: 2}, Config{CheckEvery: -1})
+	masters := func(f web.Frame) []string {
+		var out []string
+		for _, b := range f.Balancers {
+			if b.Up && b.State == "master" {
+				out = append(out, b.Name)
+			}
+		}
+		return out
+	}
+	require.Eventually(t, func() bool {
+		f := w.Frame()
+		return len(f.Balancers) == 2 && f.VIP != nil && f.VIP.Owner == "balancer-1" && f.Balancers[0].OwnsVIP &&
+			slices.Equal(masters(f), []string{"balancer-1"}) && f.Balancers[1].State == "backup"
+	}, 10*time.Second, 20*time.Millisecond, "balancer-1 master and owner, balancer-2 backup")
+	f := w.Frame()
+	assert.Empty(t, f.Balancer.Name, "no single balancer")
+	assert.Equal(t, 110, f.Balancers[0].Priority)
+	assert.Positive(t, f.Balancers[0].AdvertsSent)
+	assert.NotEmpty(t, f.Balancers[0].Reason)
+
+	require.NoError(t, w.Do(t.Context(), web.Command{Action: faults.FaultPartition, Groups: [][]string{{"balancer-1"}, {"balancer-2"}}}))
+	moves := f.VIP.Moves
+	require.Eventually(t, func() bool {
+		f := w.Frame()
+		return len(masters(f)) == 2 && f.VIP.Moves > moves+2
+	}, 10*time.Second, 20*time.Millisecond, "split brain: two masters, the address moving")
+	assert.Contains(t, w.Frame().Balancers[1].Reason, "no advert from balancer-1")
+}
+
+// TestViewExportWritesTheSandboxTopology: clicks on balancer-1 export to a
+// file that names two balancers, so that it parses and replays.
+func TestViewExportWritesTheSandboxTopology(t *testing.T) {
+	sb := start(t, sim.Config{Balancers: 2, NoPreempt: true, LockServers: 2, Workload: sim.Workload{Disabled: true}})
+	w := New(sb, Config{CheckEvery: -1})
+	t.Cleanup(func() { require.NoError(t, w.Close()) })
+	cmds := []web.TimedCommand{{At: time.Second, Command: web.Command{Action: faults.FaultCrash, Target: "balancer-1"}}}
+	sc, err := scenarios.Parse("recorded.yaml", w.Export("recorded", cmds))
+	require.NoError(t, err)
+	assert.Equal(t, 2, sc.Topology.Balancers)
+	assert.Equal(t, 2, sc.Topology.LockServers)
+	assert.True(t, sc.VRRP.NoPreempt)
+	require.Len(t, sc.Steps, 1)
+	assert.Equal(t, "balancer-1", sc.Steps[0].Target)
+
+	_, err = scenarios.Parse("recorded.yaml", Export("recorded", cmds))
+	assert.ErrorContains(t, err, `"balancer-1" does not exist`, "the default topology has one balancer")
+}
+
+// TestScenarioThatDoesNotFitIsRefused: a balancer scenario started from the
+// page of a sandbox with one balancer is refused before anything runs,
+// saying how to start a sandbox it fits.
+func TestScenarioThatDoesNotFitIsRefused(t *testing.T) {
+	sb := start(t, sim.Config{Workload: sim.Workload{Disabled: true}})
+	w := New(sb, Config{CheckEvery: -1})
+	require.NoError(t, w.Start(t.Context()))
+	t.Cleanup(func() { require.NoError(t, w.Close()) })
+	err := w.Do(t.Context(), web.Command{Action: web.ActionRunScenario, Scenario: "balancer-split-brain"})
+	require.ErrorIs(t, err, web.ErrBadCommand)
+	assert.ErrorContains(t, err, `"balancer-1" does not exist`)
+	assert.ErrorContains(t, err, "--balancers 2")
+	assert.Empty(t, sb.Events(), "nothing ran")
+	assert.Nil(t, w.Frame().Scenario)
 }

@@ -100,6 +100,7 @@ type Balancer struct {
 	handler  http.Handler
 	attempts sync.Pool // *attempt
 	metrics  *metrics
+	pause    gate
 
 	mu      sync.Mutex
 	started bool
@@ -145,7 +146,7 @@ func New(cfg Config) (*Balancer, error) {
 	b := &Balancer{cfg: cfg, picker: picker, closeCh: make(chan struct{})}
 	pool := newBufferPool()
 	for _, raw := range cfg.Backends {
-		be, err := newBackend(raw, cfg, pool)
+		be, err := newBackend(raw, cfg, pool, &b.pause)
 		if err != nil {
 			return nil, err
 		}
@@ -217,7 +218,7 @@ func newTransport() *http.Transport {
 	}
 }
 
-func newBackend(raw string, cfg Config, pool *bufferPool) (*backend, error) {
+func newBackend(raw string, cfg Config, pool *bufferPool, pause *gate) (*backend, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%w: backend %q: %w", ErrInvalidConfig, raw, err)
@@ -242,6 +243,8 @@ func newBackend(raw string, cfg Config, pool *bufferPool) (*backend, error) {
 		BufferPool:   pool,
 		ErrorHandler: recordError,
 		ErrorLog:     discardLog,
+		// A paused balancer holds the answer it got until resumed.
+		ModifyResponse: func(resp *http.Response) error { return pause.check(resp.Request.Context()) },
 	}
 	return be, nil
 }
@@ -314,6 +317,8 @@ func (b *Balancer) Close() error {
 	b.closed = true
 	srv, cancel := b.srv, b.cancel
 	b.mu.Unlock()
+	// A paused balancer's requests see their context cancelled below and
+	// give up; the gate itself stays as it is.
 
 	var err error
 	if srv != nil {
@@ -349,6 +354,18 @@ func (b *Balancer) URL() string {
 	}
 	return ""
 }
+
+// Pause freezes the balancer like SIGSTOP: requests already in flight
+// stop before their answer is written back, new ones before they are
+// forwarded, and health checks stop, until Resume. Connections are still
+// accepted (by the kernel, as for a stopped process).
+func (b *Balancer) Pause() { b.pause.pause() }
+
+// Resume undoes Pause.
+func (b *Balancer) Resume() { b.pause.resume() }
+
+// Paused reports whether the balancer is paused.
+func (b *Balancer) Paused() bool { return b.pause.paused() }
 
 // Handler returns the proxy handler, for serving it elsewhere. It works
 // before Start; without Start no health checks run.

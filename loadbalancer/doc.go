@@ -23,6 +23,35 @@
 // Request bodies of up to 64 KiB are buffered so they can be resent.
 // Every proxied response carries [BackendHeader] (X-Locksim-Backend) with
 // the URL of the backend that served it. X-Forwarded-* headers are not set.
+// The balancer answers two paths itself: [MetricsPath] (its Prometheus
+// metrics) and [CheckPath] (GET /balancer/health: 200 while any backend is
+// up, 503 otherwise — what keepalived's vrrp_script checks).
+//
+// # Redundant balancers
+//
+// One balancer is a single point of failure. The design answers it with
+// two (or more) balancers sharing a virtual IP through VRRP; this package
+// has the same parts:
+//   - vrrp.go: [Router], the pure VRRP election (RFC 5798): the highest
+//     priority is master and advertises every interval; a backup takes over
+//     when it has heard no advert it accepts for the master-down interval,
+//     3 x interval + skew, skew = (256 - priority) / 256 x interval; with
+//     preemption (the default) a backup ignores a lower-priority master;
+//     priority 255 is master at once; equal priorities go to the greater
+//     name. No goroutines, time passed in, table-tested.
+//   - node.go: [Node], its I/O shell: adverts as JSON lines over TCP
+//     through an injected dialer (so that a network emulator can cut them),
+//     an advert not delivered within one interval is lost; Pause freezes it.
+//   - vip.go: [VirtualAddress], the one address clients use. Its owner is
+//     the balancer whose claim came last; a master claims it with every
+//     advert (as a switch learns the virtual MAC from every advert) and
+//     releases it when it becomes backup. Nothing else moves it: it never
+//     checks who is alive. When it moves, the connections made to the old
+//     owner are closed, as the new owner would reset them.
+//
+// Two masters at once — a cut between the balancers, VRRP's split brain —
+// take the address in turns. The lock service stays safe through it: the
+// balancers keep no state, and etcd decides every lock.
 //
 // # Usage
 //
@@ -38,6 +67,19 @@
 // To "restart" a closed balancer on the same address, create a new one with
 // Listen set to the old Addr().
 //
+// A redundant pair: a balancer and a Node for each, one VirtualAddress.
+//
+//	vip := loadbalancer.NewVirtualAddress(loadbalancer.VirtualConfig{})
+//	_ = vip.Start(ctx)
+//	n1, _ := loadbalancer.NewNode(loadbalancer.NodeConfig{
+//		RouterConfig: loadbalancer.RouterConfig{Name: "balancer-1", Priority: 110},
+//		Serve:        b1.Addr(), VIP: vip,
+//	})
+//	_ = n1.Start(ctx) // and n2 for balancer-2, priority 100
+//	n1.SetPeers(map[string]string{"balancer-2": n2.AdvertAddr()})
+//	n2.SetPeers(map[string]string{"balancer-1": n1.AdvertAddr()})
+//	http.Post(vip.URL()+"/locks/acquire", ...) // through the master
+//
 // # Concurrency
 //
 // All methods are safe for concurrent use. Start runs one goroutine for the
@@ -46,4 +88,11 @@
 // an error or outcome_unknown) and returns when every goroutine it owns has
 // ended. The hot path takes no locks other than inside net/http: backend
 // state is read with atomics and per-request scratch space is pooled.
+// Pause holds requests and health checks at their next checkpoint.
+//
+// A Router is used by one goroutine (its Node's). Node and VirtualAddress
+// are safe for concurrent use; a Node runs one goroutine for its election,
+// one per peer it sends to and one per connection it reads adverts from;
+// Close returns when they are gone. Node.Close is a crash (no goodbye, the
+// claim on the address stays).
 package loadbalancer

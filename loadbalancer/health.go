@@ -58,6 +58,9 @@ func (b *Balancer) healthLoop(ctx context.Context, be *backend) {
 	t := time.NewTicker(b.cfg.HealthInterval)
 	defer t.Stop()
 	for {
+		if b.pause.check(ctx) != nil {
+			return
+		}
 		b.checkBackend(ctx, be)
 		select {
 		case <-ctx.Done():
@@ -107,4 +110,32 @@ func (b *Balancer) probe(ctx context.Context, be *backend) error {
 		return fmt.Errorf("%w: status %d", ErrHealthCheck, resp.StatusCode)
 	}
 	return nil
+}
+
+// CheckPath is the path the balancer answers itself about its own health,
+// for a VRRP health check such as keepalived's vrrp_script: 200
+// {"status":"ok","backendsUp":N,"backends":M} while at least one backend
+// is up, 503 {"status":"no healthy lock server",...} otherwise. (GET
+// /health is proxied to a lock server, like every other lock API path.)
+const CheckPath = "/balancer/health"
+
+// serveCheck answers CheckPath.
+func (b *Balancer) serveCheck(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeJSON(w, http.StatusMethodNotAllowed, []byte(`{"success":false,"error":"method not allowed","code":"method_not_allowed"}`), nil)
+		return
+	}
+	up := 0
+	for _, be := range b.backends {
+		if be.up.Load() {
+			up++
+		}
+	}
+	status, word := http.StatusOK, "ok"
+	if up == 0 {
+		status, word = http.StatusServiceUnavailable, "no healthy lock server"
+	}
+	body := fmt.Appendf(nil, `{"status":%q,"backendsUp":%d,"backends":%d}`, word, up, len(b.backends))
+	writeJSON(w, status, body, nil)
 }

@@ -98,8 +98,15 @@ func rewriteTo(target *url.URL) func(*httputil.ProxyRequest) {
 // serveHTTP is the balancer's handler: pick a backend, forward, and on a
 // refused connection (the request never left) try the next one.
 func (b *Balancer) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == MetricsPath {
+	if b.pause.check(r.Context()) != nil {
+		panic(http.ErrAbortHandler) // frozen until the client left: no answer at all
+	}
+	switch r.URL.Path {
+	case MetricsPath:
 		b.serveMetrics(w, r)
+		return
+	case CheckPath:
+		b.serveCheck(w, r)
 		return
 	}
 	replayable, err := prepareBody(r)

@@ -12,6 +12,7 @@ import (
 	"github.com/locksim/locksim/faults"
 	"github.com/locksim/locksim/history"
 	"github.com/locksim/locksim/scenarios"
+	"github.com/locksim/locksim/sim"
 )
 
 // Report is the outcome of one scenario file: one VariantReport per variant.
@@ -43,6 +44,11 @@ type VariantReport struct {
 	Dir         string            `json:"dir,omitempty"`
 	HistoryPath string            `json:"historyPath,omitempty"`
 	HTMLPath    string            `json:"htmlPath,omitempty"`
+
+	// Balancers are the VRRP transitions of a group of balancers, and
+	// VIPMoves how often their virtual address changed owner.
+	Balancers []sim.BalancerEvent `json:"balancers,omitempty"`
+	VIPMoves  uint64              `json:"vipMoves,omitempty"`
 }
 
 // RuntimeSample is the process's goroutine count and heap at one moment of

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/locksim/locksim/faults"
@@ -86,6 +87,10 @@ func Config(sc *scenarios.Scenario, eff scenarios.Effective, seed int64) sim.Con
 		// disk for the final check.
 		HistoryKeep:   sim.RecentOps,
 		StreamHistory: true,
+
+		Balancers:      sc.Topology.Balancers,
+		AdvertInterval: sc.VRRP.AdvertInterval,
+		NoPreempt:      !eff.Preempt,
 		Workload: sim.Workload{
 			Resources: sc.Workload.Resources,
 			TTL:       sc.Lock.TTL,
@@ -105,7 +110,12 @@ func variant(ctx context.Context, sc *scenarios.Scenario, variant string, seed i
 	if err != nil {
 		return nil, err
 	}
+	// Fault events and balancer transitions arrive from their own
+	// goroutines: one line at a time.
+	var progressMu sync.Mutex
 	progress := func(format string, args ...any) {
+		progressMu.Lock()
+		defer progressMu.Unlock()
 		fmt.Fprintf(opts.Progress, "[%s/%s] "+format+"\n", append([]any{sc.Name, variant}, args...)...)
 	}
 	sb, err := sim.New(Config(sc, eff, seed))
@@ -113,8 +123,12 @@ func variant(ctx context.Context, sc *scenarios.Scenario, variant string, seed i
 		return nil, err
 	}
 	defer sb.Close()
-	progress("booting 3 etcd members, %d lock servers, balancer (%s), %d clients; fencing=%v",
-		sc.Topology.LockServers, sc.Topology.Balancer, sc.Topology.Clients, eff.Fencing)
+	balancers := fmt.Sprintf("balancer (%s)", sc.Topology.Balancer)
+	if n := sc.Topology.Balancers; n > 1 {
+		balancers = fmt.Sprintf("%d balancers (%s) behind a virtual address, VRRP preempt=%v", n, sc.Topology.Balancer, eff.Preempt)
+	}
+	progress("booting 3 etcd members, %d lock servers, %s, %d clients; fencing=%v",
+		sc.Topology.LockServers, balancers, sc.Topology.Clients, eff.Fencing)
 	if err := sb.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -133,6 +147,9 @@ func variant(ctx context.Context, sc *scenarios.Scenario, variant string, seed i
 		}
 	})
 	defer unsubscribe()
+	defer sb.SubscribeBalancers(func(ev sim.BalancerEvent) {
+		progress("%6.2fs %s %s -> %s: %s", ev.At.Seconds(), ev.Balancer, ev.From, ev.To, ev.Reason)
+	})()
 
 	samples, err := play(ctx, sb, sc, seed)
 	if err != nil {
@@ -153,6 +170,10 @@ func variant(ctx context.Context, sc *scenarios.Scenario, variant string, seed i
 	vr := &VariantReport{
 		Variant: variant, Fencing: eff.Fencing, Unsafe: eff.Unsafe,
 		Resolved: resolved, Faults: sb.Events(), Duration: elapsed, Latency: acquireLatency(ops), Runtime: samples,
+		Balancers: sb.BalancerEvents(),
+	}
+	if vip := sb.VirtualAddress(); vip != nil {
+		vr.VIPMoves = vip.Moves()
 	}
 	progress("checking %d operations", len(ops))
 	if err := check(vr, ops, sc, opts); err != nil {

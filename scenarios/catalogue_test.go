@@ -42,7 +42,7 @@ func TestCatalogueParses(t *testing.T) {
 
 func TestCatalogueHasTheCourse(t *testing.T) {
 	want := []string{
-		"balancer-backend-flapping", "bridge", "client-clock-skew", "follower-crash-restart", "follower-unheard", "gc-pause-past-lease",
+		"balancer-backend-flapping", "balancer-master-crash", "balancer-master-pause", "balancer-split-brain", "bridge", "client-clock-skew", "follower-crash-restart", "follower-unheard", "gc-pause-past-lease",
 		"leader-crash", "leader-isolated", "lockserver-crash", "member-delay", "minority-isolated", "nemesis-soak",
 		"no-faults-contention", "one-way-cut", "rolling-restart", "unsafe-check-then-set",
 	}
@@ -60,6 +60,10 @@ func TestCatalogueExpectations(t *testing.T) {
 		"unsafe-check-then-set": {DefaultVariant: {Lock: Violated}},
 		"gc-pause-past-lease":   fencedUnfenced,
 		"client-clock-skew":     fencedUnfenced,
+		"balancer-master-pause": {
+			"preempt":   {Lock: Linearizable, Resource: Linearizable},
+			"nopreempt": {Lock: Linearizable, Resource: Linearizable},
+		},
 	}
 	for _, name := range Names() {
 		t.Run(name, func(t *testing.T) {

@@ -5,10 +5,11 @@
 // (embedded *.yaml files).
 //
 // The format is documented in README.md next to this file. A scenario
-// describes a topology (3 etcd members, lock servers, clients, balancer),
-// a lock workload, scripted fault steps and an optional random nemesis,
-// the variants to run (for example fenced and unfenced), and what the
-// checker must conclude for each variant.
+// describes a topology (3 etcd members, lock servers, clients, one balancer
+// or a VRRP group of them), a lock workload, scripted fault steps and an
+// optional random nemesis, the variants to run (for example fenced and
+// unfenced, or preempt and nopreempt), and what the checker must conclude
+// for each variant.
 //
 // The steps decode into the fault runner's own type, faults.Step, and are
 // checked by its rules (faults.Step.Check) against the file's topology; the

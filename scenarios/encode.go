@@ -58,13 +58,14 @@ func Encode(s *Scenario) []byte {
 }
 
 // encodeSetup writes the sandbox the scenario runs in: topology, lock,
-// workload, fencing, lockServers, raft (each only where it differs from the
-// default).
+// workload, fencing, lockServers, raft, vrrp (each only where it differs
+// from the default).
 func encodeSetup(root mapNode, s *Scenario) {
 	top := mapping(yaml.FlowStyle)
 	top.addIf(s.Topology.Etcd != DefaultEtcd, "etcd", integer(s.Topology.Etcd))
 	top.addIf(s.Topology.LockServers != DefaultLockServers, "lockServers", integer(s.Topology.LockServers))
 	top.addIf(s.Topology.Clients != DefaultClients, "clients", integer(s.Topology.Clients))
+	top.addIf(s.Topology.Balancers != DefaultBalancers, "balancers", integer(s.Topology.Balancers))
 	top.addIf(s.Topology.Balancer != DefaultBalancer, "balancer", str(s.Topology.Balancer))
 	root.addMap("topology", top)
 	lock := mapping(yaml.FlowStyle)
@@ -88,6 +89,10 @@ func encodeSetup(root mapNode, s *Scenario) {
 	raft.addIf(s.Raft.TickMs != DefaultTickMs, "tickMs", integer(s.Raft.TickMs))
 	raft.addIf(s.Raft.ElectionMs != DefaultElectionMs, "electionMs", integer(s.Raft.ElectionMs))
 	root.addMap("raft", raft)
+	vrrp := mapping(yaml.FlowStyle)
+	vrrp.addIf(s.VRRP.AdvertInterval != 0, "advertInterval", duration(s.VRRP.AdvertInterval))
+	vrrp.addIf(s.VRRP.NoPreempt, "preempt", boolean(false))
+	root.addMap("vrrp", vrrp)
 }
 
 func encodeVariants(variants []Variant) *yaml.Node {
@@ -105,6 +110,11 @@ func encodeVariants(variants []Variant) *yaml.Node {
 				u.add("unsafe", str(*v.Unsafe))
 			}
 			vm.add("lockServers", u.Node)
+		}
+		if v.Preempt != nil {
+			p := mapping(yaml.FlowStyle)
+			p.add("preempt", boolean(*v.Preempt))
+			vm.add("vrrp", p.Node)
 		}
 		vs.add(v.Name, vm.Node)
 	}

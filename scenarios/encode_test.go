@@ -55,7 +55,7 @@ func TestEncodeHandBuiltScenario(t *testing.T) {
 	minusOne := -1 * time.Second
 	s := &Scenario{
 		Name: "recorded", Description: "Recorded from the locksim web visualizer.", Seed: DefaultSeed, Duration: 9 * time.Second,
-		Topology: Topology{Etcd: 3, LockServers: 3, Clients: 3, Balancer: DefaultBalancer},
+		Topology: Topology{Etcd: 3, LockServers: 3, Clients: 3, Balancers: DefaultBalancers, Balancer: DefaultBalancer},
 		Lock:     Lock{TTL: DefaultTTL, Wait: DefaultWait}, Fencing: true,
 		Workload: Workload{Resources: []string{DefaultResource}, Hold: DefaultHold, Think: DefaultThink},
 		Raft:     Raft{TickMs: DefaultTickMs, ElectionMs: DefaultElectionMs},

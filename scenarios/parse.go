@@ -20,14 +20,16 @@ import (
 const MaxFileSize = 1 << 20
 
 var (
-	topKeys         = []string{"name", "description", "seed", "duration", "topology", "lock", "workload", "fencing", "lockServers", "raft", "variants", "steps", "nemesis", "final", "expect"}
-	topologyKeys    = []string{"etcd", "lockServers", "clients", "balancer"}
+	topKeys         = []string{"name", "description", "seed", "duration", "topology", "lock", "workload", "fencing", "lockServers", "raft", "vrrp", "variants", "steps", "nemesis", "final", "expect"}
+	topologyKeys    = []string{"etcd", "lockServers", "clients", "balancers", "balancer"}
 	lockKeys        = []string{"ttl", "wait"}
 	workloadKeys    = []string{"resources", "hold", "think", "cycles"}
 	lockServersKeys = []string{"unsafe", "auth"}
 	raftKeys        = []string{"tickMs", "electionMs"}
-	variantKeys     = []string{"fencing", "lockServers"}
+	vrrpKeys        = []string{"advertInterval", "preempt"}
+	variantKeys     = []string{"fencing", "lockServers", "vrrp"}
 	variantLSKeys   = []string{"unsafe"}
+	variantVRRPKeys = []string{"preempt"}
 	expectKeys      = []string{"lock", "resource", "maxUnknown"}
 	whenKeys        = []string{"holder", "phase", "timeout"}
 	nemesisKeys     = []string{"every", "faults", "for"}
@@ -153,7 +155,7 @@ func (d *decoder) scenario(root *yaml.Node, file string) *Scenario {
 		Name:     strings.TrimSuffix(strings.TrimSuffix(base, ".yaml"), ".yml"),
 		Seed:     DefaultSeed,
 		Duration: DefaultDuration,
-		Topology: Topology{Etcd: DefaultEtcd, LockServers: DefaultLockServers, Clients: DefaultClients, Balancer: DefaultBalancer},
+		Topology: Topology{Etcd: DefaultEtcd, LockServers: DefaultLockServers, Clients: DefaultClients, Balancers: DefaultBalancers, Balancer: DefaultBalancer},
 		Lock:     Lock{TTL: DefaultTTL, Wait: DefaultWait},
 		Workload: Workload{Resources: []string{DefaultResource}, Hold: DefaultHold, Think: DefaultThink},
 		Fencing:  true,
@@ -206,6 +208,16 @@ func (d *decoder) scenario(root *yaml.Node, file string) *Scenario {
 					s.Raft.ElectionMs, _ = d.smallInt(g.value, "raft.electionMs")
 				}
 			}
+		case "vrrp":
+			for _, g := range d.fields(f.value, "vrrp", vrrpKeys) {
+				switch g.key {
+				case "advertInterval":
+					s.VRRP.AdvertInterval, _ = d.duration(g.value, "vrrp.advertInterval", false)
+				case "preempt":
+					preempt, _ := d.boolean(g.value, "vrrp.preempt")
+					s.VRRP.NoPreempt = !preempt
+				}
+			}
 		case "variants":
 			s.Variants = d.variants(f.value)
 		case "steps":
@@ -243,6 +255,8 @@ func (d *decoder) topology(n *yaml.Node, t *Topology) {
 			t.LockServers, _ = d.smallInt(g.value, path)
 		case "clients":
 			t.Clients, _ = d.smallInt(g.value, path)
+		case "balancers":
+			t.Balancers, _ = d.smallInt(g.value, path)
 		case "balancer":
 			t.Balancer, _ = d.str(g.value, path)
 		}
@@ -286,6 +300,12 @@ func (d *decoder) variants(n *yaml.Node) []Variant {
 					}
 					if s, ok := d.str(h.value, path+".lockServers.unsafe"); ok {
 						v.Unsafe = &s
+					}
+				}
+			case "vrrp":
+				for _, h := range d.fields(g.value, path+".vrrp", variantVRRPKeys) {
+					if b, ok := d.boolean(h.value, path+".vrrp.preempt"); ok {
+						v.Preempt = &b
 					}
 				}
 			}

@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"errors"
+	"github.com/locksim/locksim/component"
 	"github.com/locksim/locksim/faults"
 	"os"
 	"path/filepath"
@@ -57,7 +58,7 @@ func TestParseSpecExample(t *testing.T) {
 		Description: "Client 1 stops like a long GC pause after reading the resource; its lease expires.",
 		Seed:        7,
 		Duration:    30 * time.Second,
-		Topology:    Topology{Etcd: 3, LockServers: 3, Clients: 3, Balancer: "round-robin"},
+		Topology:    Topology{Etcd: 3, LockServers: 3, Clients: 3, Balancers: 1, Balancer: "round-robin"},
 		Lock:        Lock{TTL: 2 * time.Second, Wait: time.Second},
 		Workload:    Workload{Resources: []string{"order:12345"}, Hold: 100 * time.Millisecond, Think: 20 * time.Millisecond},
 		Fencing:     true,
@@ -86,7 +87,7 @@ func TestParseDefaults(t *testing.T) {
 	assert.Equal(t, "minimal", got.Name, "name defaults to the file's base name")
 	assert.Equal(t, DefaultSeed, got.Seed)
 	assert.Equal(t, 5*time.Second, got.Duration)
-	assert.Equal(t, Topology{Etcd: 3, LockServers: 3, Clients: 3, Balancer: "round-robin"}, got.Topology)
+	assert.Equal(t, Topology{Etcd: 3, LockServers: 3, Clients: 3, Balancers: 1, Balancer: "round-robin"}, got.Topology)
 	assert.Equal(t, Lock{TTL: 2 * time.Second, Wait: time.Second}, got.Lock)
 	assert.Equal(t, Workload{Resources: []string{"order:12345"}, Hold: 100 * time.Millisecond, Think: 20 * time.Millisecond}, got.Workload)
 	assert.True(t, got.Fencing)
@@ -125,6 +126,26 @@ func TestParseExpectTopLevelIsDefault(t *testing.T) {
 	assert.Equal(t, map[string]Expect{"default": {Lock: "violated", MaxUnknown: &three}}, s.Expect)
 }
 
+func TestParseBalancersAndVRRP(t *testing.T) {
+	in := "topology: {balancers: 2}\nvrrp: {advertInterval: 250ms}\nvariants:\n  preempt: {}\n  nopreempt: {vrrp: {preempt: false}}\n" +
+		"steps:\n  - {at: 1s, fault: crash, target: balancer:master, restartAfter: 2s}\n  - {at: 5s, fault: partition, groups: [[balancer-1], [balancer-2]], for: 1s}\n"
+	s, err := Parse("lb.yaml", []byte(in))
+	require.NoError(t, err)
+	assert.Equal(t, 2, s.Topology.Balancers)
+	assert.Equal(t, VRRP{AdvertInterval: 250 * time.Millisecond}, s.VRRP)
+	for variant, want := range map[string]bool{"preempt": true, "nopreempt": false} {
+		eff, err := s.Resolve(variant)
+		require.NoError(t, err)
+		assert.Equal(t, want, eff.Preempt, variant)
+	}
+	assert.Equal(t, 2, s.Topology.Counts()[component.Balancer])
+
+	d, err := Parse("d.yaml", []byte("duration: 10s\n"))
+	require.NoError(t, err)
+	assert.Equal(t, 1, d.Topology.Balancers, "one balancer by default")
+	assert.Equal(t, VRRP{}, d.VRRP, "preempt by default, the pace's interval")
+}
+
 func TestParseVariantUnsafeOverride(t *testing.T) {
 	in := "lockServers: {unsafe: check-then-set}\nvariants:\n  broken: {}\n  fixed: {lockServers: {unsafe: null}}\n  unfenced: {fencing: false}\n"
 	s, err := Parse("v.yaml", []byte(in))
@@ -134,10 +155,10 @@ func TestParseVariantUnsafeOverride(t *testing.T) {
 		variant string
 		want    Effective
 	}{
-		{"broken", Effective{Variant: "broken", Fencing: true, Unsafe: "check-then-set"}},
-		{"fixed", Effective{Variant: "fixed", Fencing: true, Unsafe: ""}},
-		{"unfenced", Effective{Variant: "unfenced", Fencing: false, Unsafe: "check-then-set"}},
-		{"", Effective{Variant: "broken", Fencing: true, Unsafe: "check-then-set"}},
+		{"broken", Effective{Variant: "broken", Fencing: true, Unsafe: "check-then-set", Preempt: true}},
+		{"fixed", Effective{Variant: "fixed", Fencing: true, Unsafe: "", Preempt: true}},
+		{"unfenced", Effective{Variant: "unfenced", Fencing: false, Unsafe: "check-then-set", Preempt: true}},
+		{"", Effective{Variant: "broken", Fencing: true, Unsafe: "check-then-set", Preempt: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.variant, func(t *testing.T) {
@@ -155,7 +176,7 @@ func TestResolveDefaultVariant(t *testing.T) {
 	require.NoError(t, err)
 	got, err := s.Resolve("default")
 	require.NoError(t, err)
-	assert.Equal(t, Effective{Variant: "default", Fencing: false, Expect: Expect{Resource: "violated"}}, got)
+	assert.Equal(t, Effective{Variant: "default", Fencing: false, Preempt: true, Expect: Expect{Resource: "violated"}}, got)
 	_, err = s.Resolve("fenced")
 	require.ErrorIs(t, err, ErrUnknownVariant)
 }
@@ -165,7 +186,7 @@ func TestParseFileNamesThePath(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte("name: x\nduration: 5s\nclients: 3\n"), 0o644))
 	_, err := ParseFile(path)
 	require.Error(t, err)
-	assert.Equal(t, path+`:3: unknown key "clients" in the scenario (want one of name, description, seed, duration, topology, lock, workload, fencing, lockServers, raft, variants, steps, nemesis, final, expect)`, err.Error())
+	assert.Equal(t, path+`:3: unknown key "clients" in the scenario (want one of name, description, seed, duration, topology, lock, workload, fencing, lockServers, raft, vrrp, variants, steps, nemesis, final, expect)`, err.Error())
 
 	_, err = ParseFile(filepath.Join(t.TempDir(), "missing.yaml"))
 	require.ErrorIs(t, err, os.ErrNotExist)

@@ -42,6 +42,7 @@ const (
 	DefaultEtcd              = 3
 	DefaultLockServers       = 3
 	DefaultClients           = 3
+	DefaultBalancers         = 1
 	DefaultBalancer          = BalancerRoundRobin
 	DefaultTTL               = 2 * time.Second
 	DefaultWait              = time.Second
@@ -56,12 +57,16 @@ const (
 const (
 	MaxLockServers = 16
 	MaxClients     = 64
+	MaxBalancers   = 8
 	MinTTL         = time.Second
 	MaxTTL         = time.Hour
 	MaxWait        = 300 * time.Second
 	MaxDuration    = 24 * time.Hour
 	MaxSteps       = 1000
 	MaxResources   = 64
+
+	MinAdvertInterval = 10 * time.Millisecond
+	MaxAdvertInterval = 10 * time.Second
 )
 
 // ErrUnknownVariant is returned by Resolve for a variant the scenario does not define.
@@ -83,6 +88,7 @@ type Scenario struct {
 	Fencing     bool        // default true
 	LockServers LockServers // teaching-only switches
 	Raft        Raft
+	VRRP        VRRP // the election of redundant balancers (topology.balancers >= 2)
 
 	Variants []Variant     // in file order; empty means one implicit variant "default"
 	Steps    []faults.Step // in file order; each Source names its file and line
@@ -104,6 +110,7 @@ type Topology struct {
 	Etcd        int    // etcd members; must be 3 (default 3)
 	LockServers int    // 1..16 (default 3)
 	Clients     int    // 1..64 (default 3)
+	Balancers   int    // 1..8 (default 1); two or more share a virtual address through VRRP
 	Balancer    string // round-robin (default) or least-connections
 }
 
@@ -135,11 +142,23 @@ type Raft struct {
 	ElectionMs int // election timeout, >= 5*TickMs (default 100)
 }
 
+// VRRP sets the election of redundant balancers.
+type VRRP struct {
+	// AdvertInterval is how often the master advertises; 0 (default) = the
+	// sandbox pace's (100ms fast, 1s classroom).
+	AdvertInterval time.Duration
+	// NoPreempt is `preempt: false` (keepalived's nopreempt): a backup of
+	// higher priority accepts a lower master it hears instead of taking
+	// over. The default, preempt, is VRRP's.
+	NoPreempt bool
+}
+
 // Variant is one run of the same schedule with some switches overridden.
 type Variant struct {
 	Name    string
 	Fencing *bool   // nil: the scenario's Fencing
 	Unsafe  *string // nil: the scenario's LockServers.Unsafe ("" switches it off)
+	Preempt *bool   // nil: the scenario's vrrp.preempt
 }
 
 // Expect is what the checker must conclude for one variant.
@@ -154,6 +173,7 @@ type Effective struct {
 	Variant string
 	Fencing bool
 	Unsafe  string
+	Preempt bool   // the balancers' VRRP preemption
 	Expect  Expect // zero value when the variant asserts nothing
 }
 
@@ -181,7 +201,7 @@ func (s *Scenario) Resolve(variant string) (Effective, error) {
 	if variant == "" {
 		variant = s.VariantNames()[0]
 	}
-	eff := Effective{Variant: variant, Fencing: s.Fencing, Unsafe: s.LockServers.Unsafe, Expect: s.Expect[variant]}
+	eff := Effective{Variant: variant, Fencing: s.Fencing, Unsafe: s.LockServers.Unsafe, Preempt: !s.VRRP.NoPreempt, Expect: s.Expect[variant]}
 	if len(s.Variants) == 0 {
 		if variant != DefaultVariant {
 			return Effective{}, fmt.Errorf("%w %q (the scenario has only %q)", ErrUnknownVariant, variant, DefaultVariant)
@@ -197,6 +217,9 @@ func (s *Scenario) Resolve(variant string) (Effective, error) {
 		}
 		if v.Unsafe != nil {
 			eff.Unsafe = *v.Unsafe
+		}
+		if v.Preempt != nil {
+			eff.Preempt = *v.Preempt
 		}
 		return eff, nil
 	}
@@ -219,5 +242,5 @@ func (s *Scenario) Plan(seed int64) []faults.Step {
 // Counts returns the count of each kind of component, as faults.Step.Check
 // wants it.
 func (t Topology) Counts() faults.Topology {
-	return faults.Topology{component.Etcd: t.Etcd, component.LockServer: t.LockServers, component.Client: t.Clients, component.Balancer: 1}
+	return faults.Topology{component.Etcd: t.Etcd, component.LockServer: t.LockServers, component.Client: t.Clients, component.Balancer: t.Balancers}
 }

@@ -100,6 +100,15 @@ func (v *validator) topology() {
 	if !slices.Contains(balancers, t.Balancer) {
 		v.at("topology.balancer", "unknown balancer %q (%s)", t.Balancer, suggest(t.Balancer, balancers))
 	}
+	if t.Balancers < 1 || t.Balancers > MaxBalancers {
+		v.at("topology.balancers", "topology.balancers must be between 1 and %d, got %d", MaxBalancers, t.Balancers)
+	}
+	if _, set := v.s.pos["vrrp"]; set && t.Balancers < 2 {
+		v.at("vrrp", "vrrp needs topology.balancers of 2 or more (one balancer has nobody to elect)")
+	}
+	if i := v.s.VRRP.AdvertInterval; i != 0 && (i < MinAdvertInterval || i > MaxAdvertInterval) {
+		v.at("vrrp.advertInterval", "vrrp.advertInterval must be between %s and %s, got %s", MinAdvertInterval, MaxAdvertInterval, i)
+	}
 }
 
 func (v *validator) lockAndWorkload() {
@@ -148,6 +157,9 @@ func (v *validator) variants() {
 		seen[vr.Name] = true
 		if vr.Unsafe != nil && *vr.Unsafe != "" && *vr.Unsafe != UnsafeCheckThenSet {
 			v.at(path+".lockServers.unsafe", "unknown unsafe mode %q (want %s, or null to switch it off)", *vr.Unsafe, UnsafeCheckThenSet)
+		}
+		if vr.Preempt != nil && v.s.Topology.Balancers < 2 {
+			v.at(path+".vrrp", "variant %q sets vrrp, which needs topology.balancers of 2 or more", vr.Name)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/locksim/locksim/loadbalancer"
 	"github.com/locksim/locksim/scenarios"
 )
 
@@ -13,7 +14,7 @@ import (
 var ErrConfig = errors.New("sim: bad config")
 
 // Config describes a whole sandbox. The zero value is a valid default
-// sandbox: 3 etcd members with fast Raft timing, 3 lock servers behind a
+// sandbox: 3 etcd members with fast Raft timing, 3 lock servers behind one
 // round-robin balancer, 3 clients on one resource, fencing on. The defaults
 // are a scenario file's (package scenarios), so that `locksim up` and a
 // scenario without a workload block run the same sandbox.
@@ -54,7 +55,20 @@ type Config struct {
 
 	// Policy is the balancer's policy: "round-robin" (default) or "least-connections".
 	Policy string
-	// BalancerListen is the balancer's address. Default "127.0.0.1:0".
+	// Balancers is the number of balancers, 1..8. Default 1: one balancer,
+	// named "balancer", listening on BalancerListen. Two or more
+	// (balancer-1..N, balancer-i at VRRP priority 100 + 10*(N-i)) elect a
+	// master by VRRP and share a virtual address on BalancerListen, which
+	// the clients use.
+	Balancers int
+	// AdvertInterval is the VRRP advert interval of two or more balancers.
+	// Default: the pace's, FastAdvertInterval or ClassroomAdvertInterval.
+	AdvertInterval time.Duration
+	// NoPreempt keeps a backup balancer of higher priority from taking over
+	// from a lower master (keepalived's nopreempt). Default: preempt.
+	NoPreempt bool
+	// BalancerListen is the entry point's address: the balancer's, or the
+	// virtual address of several. Default "127.0.0.1:0".
 	BalancerListen string
 	// HealthInterval is the balancer's health check interval. Default 200ms.
 	HealthInterval time.Duration
@@ -94,6 +108,15 @@ const RecentOps = 20000
 const (
 	PaceFast      = "fast"
 	PaceClassroom = "classroom"
+)
+
+// VRRP advert intervals of the paces. A backup takes over 3 intervals plus
+// a skew of up to one after the master's last advert: about 0.36 s at the
+// fast pace, well under a second; about 3.6 s at the classroom pace, long
+// enough to watch.
+const (
+	FastAdvertInterval      = loadbalancer.FastAdvertInterval
+	ClassroomAdvertInterval = loadbalancer.KeepalivedAdvertInterval
 )
 
 // Workload is the loop every simulated client runs: acquire (through the
@@ -148,6 +171,9 @@ func (c *Config) setDefaults() {
 	if c.LockServers == 0 {
 		c.LockServers = scenarios.DefaultLockServers
 	}
+	if c.Balancers == 0 {
+		c.Balancers = scenarios.DefaultBalancers
+	}
 	if c.EtcdTimeout == 0 {
 		c.EtcdTimeout = 2 * time.Second
 	}
@@ -201,6 +227,10 @@ func (c *Config) validate() error {
 		return bad("election timeout %dms must be at least 5 ticks of %dms", c.ElectionMs, c.TickMs)
 	case c.LockServers < 1 || c.LockServers > 16:
 		return bad("lock servers must be 1..16, got %d", c.LockServers)
+	case c.Balancers < 1 || c.Balancers > scenarios.MaxBalancers:
+		return bad("balancers must be 1..%d, got %d", scenarios.MaxBalancers, c.Balancers)
+	case c.AdvertInterval < 0:
+		return bad("advert interval must not be negative, got %s", c.AdvertInterval)
 	case c.Clients < 0 || c.Clients > 256:
 		return bad("clients must be 0..256, got %d", c.Clients)
 	case c.Policy != scenarios.BalancerRoundRobin && c.Policy != scenarios.BalancerLeastConnections:

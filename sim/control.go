@@ -14,23 +14,26 @@ import (
 // nemesis and of the web UI's buttons goes through these methods.
 var _ faults.Env = (*Sandbox)(nil)
 
-// Members lists the components a partition splits: etcd members and lock
-// servers ("isolate X" cuts X from all the others).
+// Members lists the components a partition splits: etcd members, lock
+// servers and balancers ("isolate X" cuts X from all the others; balancers
+// only when X is one, see faults.CutsFor).
 func (sb *Sandbox) Members() []string {
 	out := component.Names(component.Etcd, len(sb.etcdURLs))
 	sb.mu.Lock()
 	for _, s := range sb.servers {
 		out = append(out, s.name)
 	}
+	for _, b := range sb.lbs {
+		out = append(out, b.name)
+	}
 	sb.mu.Unlock()
 	return out
 }
 
-// Names lists every component: etcd members, lock servers, the balancer and
+// Names lists every component: etcd members, lock servers, balancers and
 // the clients.
 func (sb *Sandbox) Names() []string {
-	out := append(sb.Members(), component.Balancer)
-	return append(out, component.Names(component.Client, sb.cfg.Clients)...)
+	return append(sb.Members(), component.Names(component.Client, sb.cfg.Clients)...)
 }
 
 // Resolve turns a target (a name or a role such as etcd:leader) into a
@@ -65,6 +68,8 @@ func (sb *Sandbox) Resolve(target string) (string, error) {
 			}
 		}
 		return "", fmt.Errorf("%w: no running lock server", ErrNotRunning)
+	case component.MasterBalancer:
+		return sb.resolveMaster()
 	case component.HolderClient:
 		for _, c := range sb.Clients() {
 			if c.Believes {
@@ -80,7 +85,8 @@ func (sb *Sandbox) Resolve(target string) (string, error) {
 }
 
 // Crash stops a component abruptly: an etcd member (its data dir is kept),
-// a lock server or the balancer (listener and live connections closed).
+// a lock server or a balancer (listener and live connections closed; in a
+// group its adverts stop and its claim on the virtual address stays).
 func (sb *Sandbox) Crash(name string) error {
 	defer sb.triggers.releaseAll()
 	switch component.KindOf(name) {
@@ -105,14 +111,7 @@ func (sb *Sandbox) Crash(name string) error {
 		s.Resume()
 		return s.Close()
 	case component.Balancer:
-		sb.mu.Lock()
-		lb := sb.balancer
-		sb.balancer = nil
-		sb.mu.Unlock()
-		if lb == nil {
-			return fmt.Errorf("%w: balancer", ErrNotRunning)
-		}
-		return lb.Close()
+		return sb.crashBalancer(name)
 	}
 	return fmt.Errorf("%w: cannot crash %q", ErrUnknownNode, name)
 }
@@ -139,12 +138,7 @@ func (sb *Sandbox) Restart(ctx context.Context, name string) error {
 		}
 		return sb.startServer(ctx, slot)
 	case component.Balancer:
-		sb.mu.Lock()
-		defer sb.mu.Unlock()
-		if sb.balancer != nil {
-			return fmt.Errorf("%w: balancer", ErrRunning)
-		}
-		return sb.startBalancer(ctx)
+		return sb.restartBalancer(ctx, name)
 	}
 	return fmt.Errorf("%w: cannot restart %q", ErrUnknownNode, name)
 }
@@ -158,7 +152,8 @@ func (sb *Sandbox) slot(name string) *serverSlot {
 	return nil
 }
 
-// Pause freezes a client or a lock server at its next checkpoint.
+// Pause freezes a client, a lock server or a balancer at its next
+// checkpoint (a balancer's VRRP node stops advertising).
 func (sb *Sandbox) Pause(name string) error { return sb.setPaused(name, true) }
 
 // Resume undoes Pause.
@@ -195,15 +190,17 @@ func (sb *Sandbox) setPaused(name string, paused bool) error {
 			slot.server.Resume()
 		}
 		return nil
+	case component.Balancer:
+		return sb.pauseBalancer(name, paused)
 	}
-	return fmt.Errorf("%w: only clients and lock servers can be paused, not %q", ErrUnknownNode, name)
+	return fmt.Errorf("%w: only clients, lock servers and balancers can be paused, not %q", ErrUnknownNode, name)
 }
 
 // Cut drops traffic from one component to another, one direction only. Links
 // between etcd members are cut at the members' peer proxies (see
 // cluster.Cut); every other link (client -> balancer -> lock server -> etcd
-// member) in the sandbox's network emulator, where a cut link stalls like a
-// black hole.
+// member, and the VRRP adverts between balancers) in the sandbox's network
+// emulator, where a cut link stalls like a black hole.
 func (sb *Sandbox) Cut(from, to string) error {
 	return sb.onLink(from, to, sb.cluster.Cut, sb.net.Block)
 }

@@ -38,8 +38,9 @@ var (
 )
 
 // Sandbox is one whole locking service in this process: etcd members, lock
-// servers, a balancer, the protected resource and simulated clients, wired
-// through an in-process network emulator so that links can be cut.
+// servers, a balancer (or a VRRP group of them behind a virtual address), the
+// protected resource and simulated clients, wired through an in-process
+// network emulator so that links can be cut.
 type Sandbox struct {
 	cfg   Config
 	start time.Time
@@ -56,8 +57,10 @@ type Sandbox struct {
 	mu       sync.Mutex
 	closed   bool
 	servers  []*serverSlot
-	balancer *loadbalancer.Balancer
-	lbAddr   string
+	lbs      []*balancerSlot              // the balancers, balancer-1..N (one: "balancer")
+	vip      *loadbalancer.VirtualAddress // with two or more balancers
+	entry    string                       // host:port clients use: the only balancer's, or the virtual address
+	lbLog    balancerLog
 	clients  []*simClient
 	workload context.CancelFunc
 	workerWG sync.WaitGroup
@@ -106,8 +109,10 @@ func New(cfg Config) (*Sandbox, error) {
 func (sb *Sandbox) Config() Config { return sb.cfg }
 
 // Start boots every component in order: etcd members, lock servers, the
-// balancer, the etcd observer. It does not start the clients (see
-// StartWorkload). On error everything started so far is closed.
+// balancers (and their virtual address: it returns once the first VRRP
+// election gave it an owner), the etcd observer. It does not start the
+// clients (see StartWorkload). On error everything started so far is
+// closed.
 func (sb *Sandbox) Start(ctx context.Context) (err error) {
 	sb.start = time.Now()
 	sb.rec = history.NewRecorder(sb.start)
@@ -161,7 +166,7 @@ func (sb *Sandbox) Start(ctx context.Context) (err error) {
 		}
 		sb.servers = append(sb.servers, slot)
 	}
-	if err := sb.startBalancer(ctx); err != nil {
+	if err := sb.startBalancers(ctx); err != nil {
 		return err
 	}
 	obs, err := lockserver.NewObserver(ctx, sb.etcdURLs, sb.Elapsed)
@@ -206,41 +211,6 @@ func (sb *Sandbox) startServer(ctx context.Context, slot *serverSlot) error {
 	return nil
 }
 
-func (sb *Sandbox) startBalancer(ctx context.Context) error {
-	backends := make([]string, len(sb.servers))
-	for i, s := range sb.servers {
-		backends[i] = "http://" + s.addr
-	}
-	listen := sb.lbAddr
-	if listen == "" {
-		listen = sb.cfg.BalancerListen
-	}
-	dial := sb.net.Dialer(component.Balancer)
-	tr := &http.Transport{
-		DialContext:         dial,
-		MaxIdleConns:        1024,
-		MaxIdleConnsPerHost: 512,
-		IdleConnTimeout:     90 * time.Second,
-	}
-	lb, err := loadbalancer.New(loadbalancer.Config{
-		Listen:         listen,
-		Backends:       backends,
-		Policy:         sb.cfg.Policy,
-		HealthInterval: sb.cfg.HealthInterval,
-		Transport:      tr,
-	})
-	if err != nil {
-		return err
-	}
-	if err := lb.Start(ctx); err != nil {
-		return fmt.Errorf("balancer: %w", err)
-	}
-	sb.balancer = lb
-	sb.lbAddr = lb.Addr()
-	sb.net.Name(sb.lbAddr, component.Balancer)
-	return nil
-}
-
 // Close stops the clients and every component, in reverse order of start.
 // It is idempotent.
 func (sb *Sandbox) Close() error {
@@ -255,15 +225,12 @@ func (sb *Sandbox) Close() error {
 
 	var errs []error
 	sb.mu.Lock()
-	lb := sb.balancer
 	servers := append([]*serverSlot(nil), sb.servers...)
 	sb.mu.Unlock()
 	if sb.observer != nil {
 		sb.observer.Close()
 	}
-	if lb != nil {
-		errs = append(errs, lb.Close())
-	}
+	errs = append(errs, sb.closeBalancers()...)
 	for _, s := range servers {
 		if s.server != nil {
 			s.server.Resume()
@@ -304,7 +271,11 @@ func (sb *Sandbox) History() ([]history.Op, error) {
 
 // Addresses lists where every component listens.
 type Addresses struct {
-	Balancer    string            `json:"balancer"`
+	// Balancer is the entry point: the only balancer, or the virtual
+	// address of two or more.
+	Balancer string `json:"balancer"`
+	// Balancers are the balancers of a group, by name (empty with one).
+	Balancers   map[string]string `json:"balancers,omitempty"`
 	LockServers map[string]string `json:"lockServers"`
 	Etcd        map[string]string `json:"etcd"`
 }
@@ -312,11 +283,18 @@ type Addresses struct {
 // LockServerNames lists the lock servers' names, sorted.
 func (a Addresses) LockServerNames() []string { return slices.Sorted(maps.Keys(a.LockServers)) }
 
-// Addresses returns the URL of the balancer, each lock server and each etcd member.
+// Addresses returns the URL of the entry point, each balancer of a group,
+// each lock server and each etcd member.
 func (sb *Sandbox) Addresses() Addresses {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
-	a := Addresses{Balancer: "http://" + sb.lbAddr, LockServers: map[string]string{}, Etcd: map[string]string{}}
+	a := Addresses{Balancer: "http://" + sb.entry, LockServers: map[string]string{}, Etcd: map[string]string{}}
+	if sb.vip != nil {
+		a.Balancers = map[string]string{}
+		for _, b := range sb.lbs {
+			a.Balancers[b.name] = "http://" + b.addr
+		}
+	}
 	for _, s := range sb.servers {
 		a.LockServers[s.name] = "http://" + s.addr
 	}
@@ -326,11 +304,14 @@ func (sb *Sandbox) Addresses() Addresses {
 	return a
 }
 
-// BalancerURL is the single entry point of the lock service.
+// BalancerURL is the single entry point of the lock service: the only
+// balancer, or the virtual address of two or more. (A client outside the
+// sandbox uses it as is; a simulated client resolves the virtual address
+// to its owner when it connects.)
 func (sb *Sandbox) BalancerURL() string {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
-	return "http://" + sb.lbAddr
+	return "http://" + sb.entry
 }
 
 // EtcdURLs are the etcd client URLs the lock servers use.
@@ -362,12 +343,20 @@ func (sb *Sandbox) Events() []faults.Event {
 	return sb.faults.Events()
 }
 
-// Balancer returns the running balancer (nil while crashed).
-func (sb *Sandbox) Balancer() *loadbalancer.Balancer {
+// Balancer returns the running balancer of that name ("balancer" for the
+// only one, balancer-N in a group); nil while crashed or unknown.
+func (sb *Sandbox) Balancer(name string) *loadbalancer.Balancer {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
-	return sb.balancer
+	if s := sb.balancerSlot(name); s != nil {
+		return s.lb
+	}
+	return nil
 }
+
+// VirtualAddress returns the virtual address of a group of balancers (nil
+// with one balancer).
+func (sb *Sandbox) VirtualAddress() *loadbalancer.VirtualAddress { return sb.vip }
 
 // LockServer returns the running lock server of that name (nil while crashed).
 func (sb *Sandbox) LockServer(name string) *lockserver.Server {

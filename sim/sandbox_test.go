@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/locksim/locksim/component"
 	"github.com/locksim/locksim/history"
 	"github.com/locksim/locksim/lockserver"
 )
@@ -185,7 +186,7 @@ func TestLockServerCrashBalancerRoutesAround(t *testing.T) {
 
 	require.NoError(t, sb.Crash("lockserver-2"))
 	require.Eventually(t, func() bool {
-		for _, st := range sb.Balancer().Stats() {
+		for _, st := range sb.Balancer(component.Balancer).Stats() {
 			if st.URL == sb.Addresses().LockServers["lockserver-2"] {
 				return !st.Up
 			}
@@ -198,7 +199,7 @@ func TestLockServerCrashBalancerRoutesAround(t *testing.T) {
 
 	require.NoError(t, sb.Restart(ctx, "lockserver-2"))
 	require.Eventually(t, func() bool {
-		for _, st := range sb.Balancer().Stats() {
+		for _, st := range sb.Balancer(component.Balancer).Stats() {
 			if st.URL == sb.Addresses().LockServers["lockserver-2"] {
 				return st.Up
 			}

@@ -20,13 +20,15 @@ type State struct {
 	Members     []cluster.MemberStatus // each etcd member's own view; nil with external etcd
 	Links       []Link                 // every cut or delayed link
 	LockServers []Node
-	Balancer    Node
+	Balancer    Node            // the only balancer; zero with a group (see Balancers)
+	Balancers   []BalancerState // a group of two or more, with their VRRP state
+	VIP         *VIPState       // the group's virtual address; nil with one balancer
 	Clients     []clients.State
 	Locks       map[string]lockserver.HeldLock // who holds each lock in etcd, by resource
 	Resources   []resource.State               // the counters touched so far, by name, then the untouched ones of the workload (zero)
 }
 
-// Node is a lock server or the balancer.
+// Node is a lock server or a balancer.
 type Node struct {
 	Name     string
 	URL      string
@@ -53,7 +55,7 @@ func (sb *Sandbox) State() State {
 		members = sb.cluster.Links()
 	}
 	st.Links = links(members, sb.net.Links())
-	st.LockServers, st.Balancer = sb.nodes()
+	st.LockServers, st.Balancer, st.Balancers, st.VIP = sb.nodes()
 	st.Clients = sb.Clients()
 	if sb.observer != nil {
 		st.Locks = sb.observer.Held()
@@ -79,11 +81,10 @@ func links(members []cluster.Link, network []faults.LinkState) []Link {
 	return out
 }
 
-// nodes reads the lock servers and the balancer, with the balancer's
-// in-flight count per backend.
-func (sb *Sandbox) nodes() ([]Node, Node) {
+// nodes reads the lock servers and the balancers, with the balancers'
+// in-flight count per backend: the only balancer as a Node, or a group.
+func (sb *Sandbox) nodes() ([]Node, Node, []BalancerState, *VIPState) {
 	sb.mu.Lock()
-	lb, lbAddr := sb.balancer, sb.lbAddr
 	servers := make([]Node, len(sb.servers))
 	running := make([]func() uint64, len(sb.servers))
 	for i, s := range sb.servers {
@@ -93,22 +94,18 @@ func (sb *Sandbox) nodes() ([]Node, Node) {
 		}
 	}
 	sb.mu.Unlock()
-	bal := Node{Name: component.Balancer, URL: "http://" + lbAddr, Up: lb != nil}
-	if lb != nil {
-		for _, b := range lb.Stats() {
-			bal.InFlight += b.InFlight
-			bal.Requests += b.Requests
-			if i := slices.IndexFunc(servers, func(n Node) bool { return n.URL == b.URL }); i >= 0 {
-				servers[i].InFlight = b.InFlight
-			}
-		}
-	}
-	for i, f := range running {
-		if f != nil {
+	inflight := map[string]int64{}
+	group, vip := sb.balancerStates(inflight)
+	for i := range servers {
+		servers[i].InFlight = inflight[servers[i].URL]
+		if f := running[i]; f != nil {
 			servers[i].Requests = f()
 		}
 	}
-	return servers, bal
+	if vip == nil {
+		return servers, group[0].Node, nil, nil
+	}
+	return servers, Node{}, group, vip
 }
 
 // resources lists the protected resource's counters: those touched so far,

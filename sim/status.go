@@ -20,6 +20,10 @@ type Status struct {
 	Failed     uint64        `json:"failed"`
 	Unknown    uint64        `json:"unknown"`
 	Cycles     uint64        `json:"cycles"`
+
+	// VIPOwner is the balancer the virtual address goes to now, with a
+	// group of balancers ("-" for none; "" with one balancer).
+	VIPOwner string `json:"vipOwner,omitempty"`
 }
 
 // Status reads the current summary.
@@ -41,6 +45,12 @@ func (sb *Sandbox) Status() Status {
 	if sb.observer != nil {
 		st.HeldLocks = len(sb.observer.Held())
 	}
+	if sb.vip != nil {
+		st.VIPOwner, _ = sb.vip.Owner()
+		if st.VIPOwner == "" {
+			st.VIPOwner = "-"
+		}
+	}
 	for _, c := range sb.Clients() {
 		st.AcquiresOK += c.OK
 		st.Failed += c.Fail
@@ -51,7 +61,8 @@ func (sb *Sandbox) Status() Status {
 }
 
 // StatusLine formats the change between two summaries as one line: leader,
-// term, held locks, acquires per second and errors.
+// term, the owner of the virtual address (with a group of balancers), held
+// locks, acquires per second and errors.
 func StatusLine(prev, cur Status) string {
 	secs := (cur.At - prev.At).Seconds()
 	rate := 0.0
@@ -64,6 +75,9 @@ func StatusLine(prev, cur Status) string {
 		b.WriteString("etcd=external")
 	} else {
 		fmt.Fprintf(&b, "leader=%s term=%d members=%d/%d", cur.Leader, cur.Term, cur.MembersUp, cur.Members)
+	}
+	if cur.VIPOwner != "" {
+		fmt.Fprintf(&b, " vip=%s", cur.VIPOwner)
 	}
 	fmt.Fprintf(&b, " held=%d acquires/s=%.0f", cur.HeldLocks, rate)
 	fmt.Fprintf(&b, " busy/failed=%d unknown=%d", cur.Failed-prev.Failed, cur.Unknown-prev.Unknown)

@@ -13,11 +13,12 @@ import (
 
 // newClient builds client-(i+1): it locks resource i mod len(resources), so
 // contention per resource is fixed by the topology, and it reaches the
-// balancer through the network emulator.
+// balancer (the owner of the virtual address, with several) through the
+// network emulator.
 func (sb *Sandbox) newClient(i int, baseURL string) *simClient {
 	name := component.Name(component.Client, i+1)
 	tr := &http.Transport{
-		DialContext:         sb.net.Dialer(name),
+		DialContext:         sb.clientDialer(name),
 		MaxIdleConnsPerHost: 16,
 		IdleConnTimeout:     30 * time.Second,
 	}
@@ -55,7 +56,7 @@ func (sb *Sandbox) StartWorkload(ctx context.Context) {
 	sb.workload = cancel
 	if sb.clients == nil {
 		for i := range sb.cfg.Clients {
-			sb.clients = append(sb.clients, sb.newClient(i, "http://"+sb.lbAddr))
+			sb.clients = append(sb.clients, sb.newClient(i, "http://"+sb.entry))
 		}
 	}
 	for _, c := range sb.clients {

@@ -18,7 +18,9 @@ type Frame struct {
 	Fencing     bool           `json:"fencing"`
 	Members     []Member       `json:"members"`
 	LockServers []Node         `json:"lockServers"`
-	Balancer    Node           `json:"balancer"`
+	Balancer    Node           `json:"balancer"`            // the only balancer; empty with a group
+	Balancers   []Balancer     `json:"balancers,omitempty"` // a group of two or more behind a virtual address
+	VIP         *VIP           `json:"vip,omitempty"`       // the group's virtual address
 	Clients     []ClientState  `json:"clients"`
 	Links       []Link         `json:"links"` // only cut or delayed links
 	Locks       []Lock         `json:"locks"`
@@ -41,7 +43,7 @@ type Member struct {
 	Applied     uint64 `json:"applied"`
 }
 
-// Node is a lock server or the balancer.
+// Node is a lock server or a balancer.
 type Node struct {
 	Name     string `json:"name"`
 	URL      string `json:"url"`
@@ -49,6 +51,29 @@ type Node struct {
 	Paused   bool   `json:"paused"`
 	InFlight int64  `json:"inFlight"`
 	Requests uint64 `json:"requests"`
+}
+
+// Balancer is one balancer of a group: its proxy and its place in the VRRP
+// election.
+type Balancer struct {
+	Node
+	State        string `json:"state"` // master, backup, init; "" when down
+	Priority     int    `json:"priority"`
+	Preempt      bool   `json:"preempt"`
+	Master       string `json:"master"`  // who it takes for master
+	OwnsVIP      bool   `json:"ownsVip"` // the virtual address goes to it now
+	AdvertsSent  uint64 `json:"advertsSent"`
+	AdvertsHeard uint64 `json:"advertsHeard"`
+	MasterDownMs int64  `json:"masterDownMs"` // its master-down interval
+	Since        int64  `json:"since"`        // ns since start: its last change of state
+	Reason       string `json:"reason"`       // why
+}
+
+// VIP is the virtual address of a group of balancers.
+type VIP struct {
+	URL   string `json:"url"`
+	Owner string `json:"owner"` // "" = nobody answers
+	Moves uint64 `json:"moves"` // changes of owner so far
 }
 
 // ClientState is one simulated client.

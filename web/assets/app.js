@@ -129,6 +129,12 @@ function layout(f) {
     pos[clients[i].name] = { x: 85, y, w: 150, h: ch };
   });
   if (f.balancer && f.balancer.name) pos[f.balancer.name] = { x: 290, y: 225, w: 130, h: 62 };
+  // A group of balancers: the virtual address the clients use, the balancers behind it.
+  const group = f.balancers || [];
+  if (group.length) {
+    pos.vip = { x: 228, y: 225, w: 86, h: 50 };
+    spread(group.length, 72, 378).forEach((y, i) => { pos[group[i].name] = { x: 334, y, w: 122, h: 64 }; });
+  }
   const ls = f.lockServers || [];
   spread(ls.length, 70, 380).forEach((y, i) => { pos[ls[i].name] = { x: 480, y, w: 150, h: 58 }; });
   const ms = f.members || [];
@@ -174,8 +180,17 @@ function renderTopology(f) {
   };
   const ms = f.members || [], ls = f.lockServers || [];
   for (let i = 0; i < ms.length; i++) for (let j = i + 1; j < ms.length; j++) line(ms[i].name, ms[j].name, 'raft');
-  for (const c of f.clients || []) if (f.balancer) line(c.name, f.balancer.name, 'client');
+  const group = f.balancers || [];
+  for (const c of f.clients || []) {
+    if (group.length) line(c.name, 'vip', 'client');
+    else if (f.balancer) line(c.name, f.balancer.name, 'client');
+  }
   for (const l of ls) if (f.balancer) line(f.balancer.name, l.name, 'lb');
+  for (let i = 0; i < group.length; i++) {
+    line('vip', group[i].name, 'vip' + (group[i].ownsVip ? ' owner' : ''));
+    for (let j = i + 1; j < group.length; j++) line(group[i].name, group[j].name, 'vrrp');
+    for (const l of ls) line(group[i].name, l.name, 'lb');
+  }
   for (const l of ls) for (const m of ms) line(l.name, m.name, 'etcd');
   for (const l of f.links || []) line(l.from, l.to, 'other');
 
@@ -207,6 +222,7 @@ function renderTopology(f) {
     svg('text', { class: 'small', x: -p.w / 2 + 8, y: 20 }, g, `${b.requests || 0} requests`);
     if (!b.up) crossOut(g, p);
   }
+  renderGroup(f, pos, bg);
 
   // Lock servers
   const lg = $('#lockservers');
@@ -250,6 +266,43 @@ function renderTopology(f) {
   }
 }
 
+// renderGroup draws a group of balancers and the virtual address in front
+// of them: who is master (a crown; two crowns in a split brain), who owns
+// the address, priorities and adverts.
+function renderGroup(f, pos, bg) {
+  const group = f.balancers || [];
+  if (!group.length) return;
+  const vip = f.vip || {};
+  const vp = pos.vip;
+  const vg = nodeBox(bg, vp, ['node', 'vip'], { 'data-vip': vip.owner || '', 'data-moves': vip.moves || 0 });
+  svg('text', { class: 'name', x: -vp.w / 2 + 8, y: -8 }, vg, 'virtual IP');
+  svg('text', { class: 'small', x: -vp.w / 2 + 8, y: 8 }, vg, vip.owner ? '→ ' + vip.owner : '→ nobody');
+  svg('text', { class: 'small', x: -vp.w / 2 + 8, y: 21 }, vg, `${vip.moves || 0} moves`);
+  const masters = group.filter((b) => b.up && b.state === 'master').length;
+  for (const b of group) {
+    const p = pos[b.name];
+    const cls = ['node', 'balancer', b.state || 'down'];
+    if (!b.up) cls.push('down');
+    if (b.paused) cls.push('paused');
+    if (b.ownsVip) cls.push('owner');
+    const g = nodeBox(bg, p, cls, {
+      'data-node': b.name, 'data-up': !!b.up, 'data-state': b.state || '', 'data-owner': !!b.ownsVip, 'data-paused': !!b.paused,
+    });
+    const t = svg('title', {}, g, `${b.name}: ${b.state || 'down'} since ${secs(b.since || 0)}${b.reason ? ' — ' + b.reason : ''}`);
+    t.dataset.reason = b.reason || '';
+    if (b.up && b.state === 'master') {
+      svg('path', { class: 'crown' + (masters > 1 ? ' split' : ''), d: 'M-14,-40 L-14,-50 L-7,-44 L0,-53 L7,-44 L14,-50 L14,-40 Z', 'data-crown': b.name }, g);
+    }
+    svg('text', { class: 'name', x: -p.w / 2 + 7, y: -16 }, g, b.name);
+    svg('text', { class: 'small', x: -p.w / 2 + 7, y: -2 }, g, `${b.up ? (b.state || '') : 'down'} · prio ${b.priority}`);
+    svg('text', { class: 'small', x: -p.w / 2 + 7, y: 12 }, g, `${b.advertsSent || 0} adverts · ${b.requests || 0} req`);
+    if (!b.up) svg('text', { class: 'flag', x: -p.w / 2 + 7, y: 26 }, g, 'CRASHED');
+    else if (b.paused) svg('text', { class: 'flag', x: -p.w / 2 + 7, y: 26 }, g, 'PAUSED');
+    else if (b.ownsVip) svg('text', { class: 'flag owner', x: -p.w / 2 + 7, y: 26 }, g, 'OWNS THE VIP');
+    if (!b.up) crossOut(g, p);
+  }
+}
+
 function nodeBox(parent, p, cls, data) {
   const g = svg('g', Object.assign({ class: cls.join(' '), transform: `translate(${p.x},${p.y})` }, data), parent);
   svg('rect', { class: 'box', x: -p.w / 2, y: -p.h / 2, width: p.w, height: p.h, rx: 8 }, g);
@@ -267,6 +320,13 @@ function renderNodes(f) {
   const nodes = [];
   for (const m of f.members || []) nodes.push({ name: m.name, state: !m.up ? 'down' : m.partitioned ? 'part' : '', text: !m.up ? 'crashed' : m.partitioned ? 'partitioned' : (m.role || (m.leader ? 'leader' : 'follower')), up: m.up });
   for (const l of f.lockServers || []) nodes.push({ name: l.name, state: !l.up ? 'down' : l.paused ? 'paused' : '', text: !l.up ? 'crashed' : l.paused ? 'paused' : 'up', up: l.up });
+  for (const b of f.balancers || []) {
+    nodes.push({
+      name: b.name, up: b.up, paused: b.paused, pausable: true,
+      state: !b.up ? 'down' : b.paused ? 'paused' : b.state === 'master' ? 'master' : '',
+      text: !b.up ? 'crashed' : (b.paused ? 'paused, ' : '') + (b.state || '') + (b.ownsVip ? ' · VIP' : ''),
+    });
+  }
   const key = nodes.map((n) => n.name).join(',');
   const body = $('#nodes tbody');
   if (key !== S.nodeKey) {
@@ -277,7 +337,9 @@ function renderNodes(f) {
       html('td', {}, tr, n.name);
       html('td', { class: 'state' }, tr);
       html('button', { class: 'danger', 'data-action': 'crash', 'data-target': n.name }, html('td', {}, tr), 'crash');
-      html('button', { 'data-action': 'restart', 'data-target': n.name }, html('td', {}, tr), 'restart');
+      const rt = html('td', {}, tr);
+      html('button', { 'data-action': 'restart', 'data-target': n.name }, rt, 'restart');
+      if (n.pausable) html('button', { class: 'pause', 'data-action': 'pause', 'data-target': n.name }, rt, 'pause');
       html('input', { type: 'checkbox', 'data-group': 'a', 'data-node': n.name, 'aria-label': n.name + ' in group A' }, html('td', {}, tr));
       html('input', { type: 'checkbox', 'data-group': 'b', 'data-node': n.name, 'aria-label': n.name + ' in group B' }, html('td', {}, tr));
     }
@@ -290,6 +352,14 @@ function renderNodes(f) {
     st.textContent = n.text;
     tr.querySelector('[data-action=crash]').dataset.enabled = String(!!n.up);
     tr.querySelector('[data-action=restart]').dataset.enabled = String(!n.up);
+    const pb = tr.querySelector('button.pause');
+    if (pb) {
+      // A running balancer can be paused: its button takes restart's place.
+      const action = n.paused ? 'resume' : 'pause';
+      if (pb.dataset.action !== action) { pb.dataset.action = action; pb.textContent = action; }
+      pb.hidden = !n.up;
+      tr.querySelector('[data-action=restart]').hidden = !!n.up;
+    }
   }
   applyReadOnly();
 }
@@ -470,9 +540,11 @@ function renderTimeline(f) {
   const clients = (f.clients || []).map((c) => c.name);
   const ops = [...S.ops.values()].filter((o) => o.call <= T);
   for (const o of ops) if (!clients.includes(o.client)) clients.push(o.client);
+  const group = (f.balancers || []).map((b) => b.name);
   const W = Math.max(400, Math.round(tl.clientWidth || 1000)); // 1 unit = 1 px: text is not stretched
   const laneH = 20, top = 30, left = 90, right = W - 10;
-  const H = top + Math.max(1, clients.length) * laneH + 18;
+  const lanes = clients.length + group.length;
+  const H = top + Math.max(1, lanes) * laneH + 18;
   tl.setAttribute('viewBox', `0 0 ${W} ${H}`);
   tl.style.height = H + 'px';
   tl.replaceChildren();
@@ -480,10 +552,12 @@ function renderTimeline(f) {
   const visible = win || Math.max(1e9, T);
   const t0 = win ? Math.max(0, T - win) : 0;
   const x = (t) => left + ((Math.min(Math.max(t, t0), t0 + visible) - t0) / visible) * (right - left);
-  clients.forEach((c, i) => {
-    svg('rect', { class: 'lane' + (i % 2 ? ' alt' : ''), x: left, y: top + i * laneH, width: right - left, height: laneH }, tl);
+  clients.concat(group).forEach((c, i) => {
+    const cls = 'lane' + (i % 2 ? ' alt' : '') + (i >= clients.length ? ' balancerlane' : '');
+    svg('rect', { class: cls, x: left, y: top + i * laneH, width: right - left, height: laneH }, tl);
     svg('text', { class: 'lanelabel', x: 4, y: top + i * laneH + 14 }, tl, c);
   });
+  renderGroupLanes(tl, group, top + clients.length * laneH, laneH, x, t0, T);
   // Time ticks.
   const stepNs = [1, 2, 5, 10, 20, 30, 60, 120, 300, 600].map((s) => s * 1e9).find((s) => visible / s <= 10) || 1200e9;
   for (let t = Math.ceil(t0 / stepNs) * stepNs; t <= T; t += stepNs) {
@@ -497,7 +571,7 @@ function renderTimeline(f) {
     const end = fl.end && fl.end <= T ? fl.end : T;
     if (end < t0) continue;
     const x1 = x(fl.start), x2 = Math.max(x(end), x1 + 2);
-    const r = svg('rect', { class: 'faultwin', x: x1, y: top - 2, width: x2 - x1, height: clients.length * laneH + 4, 'data-fault': fl.id }, tl);
+    const r = svg('rect', { class: 'faultwin', x: x1, y: top - 2, width: x2 - x1, height: lanes * laneH + 4, 'data-fault': fl.id }, tl);
     svg('title', {}, r, `${fl.fault} ${fl.target}${fl.note ? ': ' + fl.note : ''}${fl.error ? ' (error: ' + fl.error + ')' : ''}`);
     const label = `${fl.fault} ${fl.target}`;
     const anchorEnd = x1 > right - 7 * label.length;
@@ -519,6 +593,58 @@ function renderTimeline(f) {
   }
   svg('line', { class: 'now', x1: x(T), x2: x(T), y1: top - 6, y2: H - 16 }, tl);
   renderExplanations(f);
+}
+
+// renderGroupLanes draws a lane per balancer of a group, from the frames
+// up to T: its master periods (two at once: a split brain), when it owned
+// the virtual IP, paused and crashed periods, a tick for every frame in
+// which it sent adverts, and a marker at every takeover (its reason as a
+// tooltip).
+function renderGroupLanes(tl, group, top, laneH, x, t0, T) {
+  if (!group.length) return;
+  const frames = S.frames.filter((fr) => (fr.t || 0) <= T && (fr.balancers || []).length);
+  group.forEach((name, k) => {
+    const y = top + k * laneH;
+    let seg = null, ownFrom = null, prevAdverts = null, prevState = null;
+    const close = (t) => {
+      if (seg && t >= t0) {
+        const x1 = x(seg.from), x2 = Math.max(x(t), x1 + 1);
+        svg('rect', { class: 'vrrp ' + seg.state, x: x1, y: y + 3, width: x2 - x1, height: laneH - 9, 'data-balancer': name, 'data-state': seg.state }, tl);
+      }
+      seg = null;
+    };
+    const closeOwn = (t) => {
+      if (ownFrom !== null && t >= t0) {
+        const x1 = x(ownFrom), x2 = Math.max(x(t), x1 + 1);
+        svg('rect', { class: 'vipown', x: x1, y: y + laneH - 5, width: x2 - x1, height: 3, 'data-balancer': name }, tl);
+      }
+      ownFrom = null;
+    };
+    for (const fr of frames) {
+      const b = fr.balancers.find((c) => c.name === name);
+      if (!b) continue;
+      const t = fr.t || 0;
+      const state = !b.up ? 'down' : b.paused ? 'paused' : (b.state || 'down');
+      if (!seg || seg.state !== state) {
+        close(t);
+        if (state !== 'backup') seg = { state, from: t };
+      }
+      if (state === 'master' && prevState !== null && prevState !== 'master' && t >= t0) {
+        const m = svg('path', { class: 'takeover', d: `M${x(t)},${y + 1} l-4,-0 l4,7 l4,-7 z`, 'data-balancer': name }, tl);
+        svg('title', {}, m, `${name} became master at ${secs(b.since || t)}: ${b.reason || ''}`);
+      }
+      if (b.ownsVip && ownFrom === null) ownFrom = t;
+      if (!b.ownsVip) closeOwn(t);
+      const adverts = b.up ? (b.advertsSent || 0) : null;
+      if (adverts !== null && prevAdverts !== null && adverts > prevAdverts && t >= t0) {
+        svg('line', { class: 'advert', x1: x(t), x2: x(t), y1: y + 4, y2: y + laneH - 6, 'data-balancer': name }, tl);
+      }
+      prevAdverts = adverts;
+      prevState = state;
+    }
+    close(T);
+    closeOwn(T);
+  });
 }
 
 // renderExplanations says in words why the live checker found a violation.
