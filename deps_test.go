@@ -27,6 +27,7 @@ var allowed = map[string][]string{
 	"component":      {},
 	"internal/words": {},
 	"history":        {},
+	"conformance":    {"lockserver"},
 	"cluster":        {"component"},
 	"lockserver":     {"component"},
 	"loadbalancer":   {"component"},
