@@ -37,7 +37,7 @@ var allowed = map[string][]string{
 	"sim/resource":   {},
 	"sim/external":   {},
 	"sim/clients":    {"component", "history", "lockserver", "sim/resource"},
-	"sim":            {"cluster", "component", "faults", "history", "loadbalancer", "lockserver", "scenarios", "sim/clients", "sim/external", "sim/resource"},
+	"sim":            {"cluster", "component", "conformance", "faults", "history", "loadbalancer", "lockserver", "scenarios", "sim/clients", "sim/external", "sim/resource"},
 	"run":            {"component", "faults", "history", "scenarios", "sim"},
 	"live":           {"component", "faults", "history", "lockserver", "run", "scenarios", "sim", "sim/clients", "web"},
 	"bench":          {"cluster", "component", "history", "loadbalancer", "lockserver"},

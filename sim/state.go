@@ -22,7 +22,7 @@ type State struct {
 	LockServers []Node
 	Balancer    Node
 	Clients     []clients.State
-	Locks       map[string]lockserver.HeldLock // who holds each lock in etcd, by resource
+	Locks       map[string]lockserver.HeldLock // who holds each lock in etcd, by resource (as GET /locks/{id} answers, for a lock server not locksim's own)
 	Resources   []resource.State               // the counters touched so far, by name, then the untouched ones of the workload (zero)
 }
 
@@ -55,9 +55,7 @@ func (sb *Sandbox) State() State {
 	st.Links = links(members, sb.net.Links())
 	st.LockServers, st.Balancer = sb.nodes()
 	st.Clients = sb.Clients()
-	if sb.observer != nil {
-		st.Locks = sb.observer.Held()
-	}
+	st.Locks = sb.heldLocks()
 	st.Resources = sb.resources()
 	return st
 }
@@ -85,12 +83,10 @@ func (sb *Sandbox) nodes() ([]Node, Node) {
 	sb.mu.Lock()
 	lb, lbAddr := sb.balancer, sb.lbAddr
 	servers := make([]Node, len(sb.servers))
-	running := make([]func() uint64, len(sb.servers))
+	running := make([]running, len(sb.servers))
 	for i, s := range sb.servers {
-		servers[i] = Node{Name: s.name, URL: "http://" + s.addr, Up: s.server != nil, Paused: s.paused}
-		if srv := s.server; srv != nil {
-			running[i] = func() uint64 { return uint64(max(0, srv.Stats().Requests)) }
-		}
+		servers[i] = Node{Name: s.name, URL: "http://" + s.addr, Up: s.run != nil, Paused: s.paused}
+		running[i] = s.run
 	}
 	sb.mu.Unlock()
 	bal := Node{Name: component.Balancer, URL: "http://" + lbAddr, Up: lb != nil}
@@ -100,12 +96,16 @@ func (sb *Sandbox) nodes() ([]Node, Node) {
 			bal.Requests += b.Requests
 			if i := slices.IndexFunc(servers, func(n Node) bool { return n.URL == b.URL }); i >= 0 {
 				servers[i].InFlight = b.InFlight
+				servers[i].Requests = b.Requests // what the balancer sent it, unless it counts itself
 			}
 		}
 	}
-	for i, f := range running {
-		if f != nil {
-			servers[i].Requests = f()
+	for i, r := range running {
+		if r == nil {
+			continue
+		}
+		if n, ok := r.Requests(); ok {
+			servers[i].Requests = n
 		}
 	}
 	return servers, bal

@@ -38,9 +38,7 @@ func (sb *Sandbox) Status() Status {
 			st.Term = max(st.Term, m.Term)
 		}
 	}
-	if sb.observer != nil {
-		st.HeldLocks = len(sb.observer.Held())
-	}
+	st.HeldLocks = len(sb.heldLocks())
 	for _, c := range sb.Clients() {
 		st.AcquiresOK += c.OK
 		st.Failed += c.Fail

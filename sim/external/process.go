@@ -19,8 +19,8 @@ import (
 	"time"
 )
 
-// Errors of a Process; each is wrapped with the server's name and the
-// details.
+// Errors of a Process: every error it returns is an *Error of one of these
+// kinds, whose message is one line naming the server and the problem.
 var (
 	// ErrCommand reports a command line that cannot be run (empty, an
 	// unknown placeholder, no {listen}).
@@ -33,6 +33,20 @@ var (
 	// answer GET /health with 200, in time.
 	ErrNotReady = errors.New("external: not ready")
 )
+
+// Error is one problem of a Process: Msg says it in one line, Kind is
+// one of the sentinel errors above (errors.Is works).
+type Error struct {
+	Kind error
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Msg }
+func (e *Error) Unwrap() error { return e.Kind }
+
+func errorf(kind error, format string, args ...any) error {
+	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
+}
 
 // Placeholders of a command line.
 const (
@@ -48,15 +62,15 @@ var placeholder = regexp.MustCompile(`\{[A-Za-z_]*\}`)
 // told where to serve).
 func CheckCommand(cmd string) error {
 	if strings.TrimSpace(cmd) == "" {
-		return fmt.Errorf("%w: the command line is empty", ErrCommand)
+		return errorf(ErrCommand, "the lock server command line is empty")
 	}
 	for _, p := range placeholder.FindAllString(cmd, -1) {
 		if p != Listen && p != Name && p != Etcd {
-			return fmt.Errorf("%w: unknown placeholder %s in %q (want {listen}, {name} and {etcd})", ErrCommand, p, cmd)
+			return errorf(ErrCommand, "unknown placeholder %s in %q (want {listen}, {name} and {etcd})", p, cmd)
 		}
 	}
 	if !strings.Contains(cmd, Listen) {
-		return fmt.Errorf("%w: %q has no {listen}: the server must serve on the address locksim gives it", ErrCommand, cmd)
+		return errorf(ErrCommand, "%q has no {listen}: the server must serve on the address locksim gives it", cmd)
 	}
 	return nil
 }
@@ -105,10 +119,10 @@ type Process struct {
 // New checks cfg and returns a Process that is not started.
 func New(cfg Config) (*Process, error) {
 	if err := CheckCommand(cfg.Command); err != nil {
-		return nil, fmt.Errorf("%s: %w", cfg.Name, err)
+		return nil, errorf(ErrCommand, "%s: %s", cfg.Name, err)
 	}
 	if cfg.Name == "" || cfg.Listen == "" || cfg.LogDir == "" {
-		return nil, fmt.Errorf("%w: Config.Name, Listen and LogDir are required", ErrCommand)
+		return nil, errorf(ErrCommand, "external: Config.Name, Listen and LogDir are required")
 	}
 	return &Process{cfg: cfg, done: make(chan struct{})}, nil
 }
@@ -127,7 +141,7 @@ func (p *Process) Start(ctx context.Context) error {
 	p.mu.Lock()
 	if p.started || p.closing {
 		p.mu.Unlock()
-		return fmt.Errorf("%w: %s: Start called twice or after Close", ErrStart, p.cfg.Name)
+		return errorf(ErrStart, "%s: Start called twice or after Close", p.cfg.Name)
 	}
 	p.started = true
 	p.mu.Unlock()
@@ -154,7 +168,7 @@ func (p *Process) Start(ctx context.Context) error {
 // spawn opens the log files and starts the command.
 func (p *Process) spawn() error {
 	if err := os.MkdirAll(p.cfg.LogDir, 0o755); err != nil {
-		return fmt.Errorf("%w: %s: log dir: %w", ErrStart, p.cfg.Name, err)
+		return errorf(ErrStart, "%s: log dir: %v", p.cfg.Name, err)
 	}
 	outPath, errPath := p.LogPaths()
 	line := Expand(p.cfg.Command, p.cfg.Listen, p.cfg.Name, p.cfg.Etcd)
@@ -173,7 +187,7 @@ func (p *Process) spawn() error {
 	p.stdout, p.stderr = open(outPath), open(errPath)
 	if err != nil {
 		p.closeLogs()
-		return fmt.Errorf("%w: %s: log file: %w", ErrStart, p.cfg.Name, err)
+		return errorf(ErrStart, "%s: log file: %v", p.cfg.Name, err)
 	}
 	cmd := exec.Command("/bin/sh", "-c", line)
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
@@ -181,7 +195,7 @@ func (p *Process) spawn() error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		p.closeLogs()
-		return fmt.Errorf("%w: %s: %q: %w", ErrStart, p.cfg.Name, line, err)
+		return errorf(ErrStart, "%s: %q does not start: %v", p.cfg.Name, line, err)
 	}
 	p.mu.Lock()
 	p.cmd, p.pid = cmd, cmd.Process.Pid
@@ -243,7 +257,7 @@ func (p *Process) poll(ctx context.Context, what string, ok func(context.Context
 	for {
 		select {
 		case <-p.done:
-			return fmt.Errorf("%w: %s %s before it would %s%s", ErrExited, p.cfg.Name, describeExit(p.exit), what, p.lastWords())
+			return errorf(ErrExited, "%s %s before it would %s%s", p.cfg.Name, describeExit(p.exit), what, p.lastWords())
 		default:
 		}
 		if ok(ctx) {
@@ -253,7 +267,7 @@ func (p *Process) poll(ctx context.Context, what string, ok func(context.Context
 		case <-p.done:
 		case <-tick.C:
 		case <-ctx.Done():
-			return fmt.Errorf("%w: %s did not %s within %s%s", ErrNotReady, p.cfg.Name, what,
+			return errorf(ErrNotReady, "%s did not %s within %s%s", p.cfg.Name, what,
 				time.Since(start).Round(100*time.Millisecond), p.lastWords())
 		}
 	}
