@@ -24,13 +24,16 @@ type service struct {
 	server  *lockserver.Server
 }
 
-func startService(t *testing.T) *service {
+func startService(t *testing.T) *service { return startRecipe(t, "") }
+
+// startRecipe is startService with a lockserver.Config.Recipe.
+func startRecipe(t *testing.T, recipe string) *service {
 	t.Helper()
 	c, err := cluster.New(cluster.Config{})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
 	require.NoError(t, c.Start(t.Context()))
-	s, err := lockserver.New(lockserver.Config{Name: "lockserver-1", Endpoints: c.ClientURLs(), EtcdTimeout: time.Second})
+	s, err := lockserver.New(lockserver.Config{Name: "lockserver-1", Endpoints: c.ClientURLs(), EtcdTimeout: time.Second, Recipe: recipe})
 	require.NoError(t, err)
 	require.NoError(t, s.Start(t.Context()))
 	t.Cleanup(func() { _ = s.Close() })
@@ -55,18 +58,23 @@ func (s *service) unavailable(ctx context.Context) (func(context.Context) error,
 	}, nil
 }
 
-// locksim's own lock server passes every check of the battery, the one
-// that takes etcd's quorum away included.
-func TestLocksimsOwnServerPassesEveryCheck(t *testing.T) {
-	s := startService(t)
-	rep := Run(t.Context(), Config{BaseURL: s.server.URL(), Unavailable: s.unavailable})
-	require.Len(t, rep.Checks, len(checks))
-	for _, c := range rep.Checks {
-		assert.Equal(t, Pass, c.Result, "%s: %s", c.Name, c.Detail)
-		t.Logf("%-28s %s %6.2fs %s", c.Name, c.Result, c.Elapsed.Seconds(), c.Detail)
+// locksim's own lock server, and etcd's concurrency.Mutex behind the same
+// API, pass every check of the battery, the one that takes etcd's quorum
+// away included.
+func TestShippedRecipesPassEveryCheck(t *testing.T) {
+	for _, recipe := range []string{"", lockserver.RecipeMutex} {
+		t.Run("recipe="+recipe, func(t *testing.T) {
+			s := startRecipe(t, recipe)
+			rep := Run(t.Context(), Config{BaseURL: s.server.URL(), Unavailable: s.unavailable})
+			require.Len(t, rep.Checks, len(checks))
+			for _, c := range rep.Checks {
+				assert.Equal(t, Pass, c.Result, "%s: %s", c.Name, c.Detail)
+				t.Logf("%-28s %s %6.2fs %s", c.Name, c.Result, c.Elapsed.Seconds(), c.Detail)
+			}
+			assert.True(t, rep.Pass())
+			assert.NoError(t, rep.Protocol())
+		})
 	}
-	assert.True(t, rep.Pass())
-	assert.NoError(t, rep.Protocol())
 }
 
 // Without a way to take the quorum away, the "unavailable" check is

@@ -22,6 +22,9 @@ type grant struct {
 // back to the pool; after any other failure it is revoked, which also undoes
 // a grant whose outcome is unknown.
 func (s *Server) acquire(ctx context.Context, req acquireRequest) (grant, error) {
+	if s.cfg.Recipe == RecipeMutex {
+		return s.acquireMutex(ctx, req)
+	}
 	deadline := s.cfg.Now().Add(req.Timeout)
 	l, err := s.takeLease(ctx, req.TTL)
 	if err != nil {

@@ -19,6 +19,9 @@ func heldBy(id, tok string) clientv3.Cmp {
 // txn. The txn also reads the lock's lease and record, so the lease, which
 // the txn emptied, goes back to the pool (or is revoked).
 func (s *Server) release(ctx context.Context, req releaseRequest) error {
+	if s.cfg.Recipe == RecipeMutex {
+		return s.releaseMutex(ctx, req)
+	}
 	if !validToken(req.LockToken) {
 		return ErrNotHeld
 	}
