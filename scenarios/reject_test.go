@@ -91,6 +91,11 @@ func TestParseRejects(t *testing.T) {
 		{"raft election too short", "raft: {tickMs: 20, electionMs: 50}\n", 1, "raft.electionMs must be at least 5 times tickMs (100)"},
 		{"raft tick zero", "raft: {tickMs: 0}\n", 1, "raft.tickMs must be between 1 and 1000, got 0"},
 		{"unknown unsafe mode", "lockServers: {unsafe: check-and-set}\n", 1, `unknown unsafe mode "check-and-set" (want check-then-set`},
+		{"command without listen", "lockServers:\n  command: python3 server.py --etcd {etcd}\n", 2, `lockServers.command: "python3 server.py --etcd {etcd}" has no {listen}`},
+		{"command with a typo", "lockServers: {command: \"srv {listen} {etc}\"}\n", 1, `lockServers.command: unknown placeholder {etc}`},
+		{"empty command", "lockServers: {command: \" \"}\n", 1, `lockServers.command: the lock server command line is empty`},
+		{"command and unsafe", "lockServers: {command: \"srv {listen}\", unsafe: check-then-set}\n", 1, `switches of locksim's own lock server; they cannot go with lockServers.command`},
+		{"command and a variant's unsafe", "lockServers: {command: \"srv {listen}\"}\nvariants:\n  broken: {lockServers: {unsafe: check-then-set}}\n", 3, `cannot go with lockServers.command`},
 		{"unknown final", "final: stop\n", 1, `final must be "heal" or left out, got "stop"`},
 
 		// steps: required fields, time, faults
