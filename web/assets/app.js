@@ -266,7 +266,7 @@ function crossOut(g, p) {
 function renderNodes(f) {
   const nodes = [];
   for (const m of f.members || []) nodes.push({ name: m.name, state: !m.up ? 'down' : m.partitioned ? 'part' : '', text: !m.up ? 'crashed' : m.partitioned ? 'partitioned' : (m.role || (m.leader ? 'leader' : 'follower')), up: m.up });
-  for (const l of f.lockServers || []) nodes.push({ name: l.name, state: !l.up ? 'down' : l.paused ? 'paused' : '', text: !l.up ? 'crashed' : l.paused ? 'paused' : 'up', up: l.up });
+  for (const l of f.lockServers || []) nodes.push({ name: l.name, state: !l.up ? 'down' : l.paused ? 'paused' : '', text: !l.up ? 'crashed' : l.paused ? 'paused' : 'up', up: l.up, pausable: true, paused: !!l.paused });
   const key = nodes.map((n) => n.name).join(',');
   const body = $('#nodes tbody');
   if (key !== S.nodeKey) {
@@ -278,6 +278,8 @@ function renderNodes(f) {
       html('td', { class: 'state' }, tr);
       html('button', { class: 'danger', 'data-action': 'crash', 'data-target': n.name }, html('td', {}, tr), 'crash');
       html('button', { 'data-action': 'restart', 'data-target': n.name }, html('td', {}, tr), 'restart');
+      const pc = html('td', {}, tr);
+      if (n.pausable) html('button', { class: 'pause', 'data-action': 'pause', 'data-target': n.name }, pc, 'pause');
       html('input', { type: 'checkbox', 'data-group': 'a', 'data-node': n.name, 'aria-label': n.name + ' in group A' }, html('td', {}, tr));
       html('input', { type: 'checkbox', 'data-group': 'b', 'data-node': n.name, 'aria-label': n.name + ' in group B' }, html('td', {}, tr));
     }
@@ -290,6 +292,15 @@ function renderNodes(f) {
     st.textContent = n.text;
     tr.querySelector('[data-action=crash]').dataset.enabled = String(!!n.up);
     tr.querySelector('[data-action=restart]').dataset.enabled = String(!n.up);
+    const pb = tr.querySelector('button.pause');
+    if (pb) {
+      const action = n.paused ? 'resume' : 'pause';
+      if (pb.dataset.action !== action) {
+        pb.dataset.action = action;
+        pb.textContent = action;
+      }
+      pb.dataset.enabled = String(!!n.up);
+    }
   }
   applyReadOnly();
 }
