@@ -63,38 +63,44 @@ func startHeldPoller(sb *Sandbox) *heldPoller {
 	return p
 }
 
-// poll asks once, through the first running lock server that is not paused.
+// poll asks once, through the running lock servers that are not paused, one
+// after another until one answers (one may be cut off from etcd).
 func (p *heldPoller) poll(ctx context.Context) {
-	var url string
+	var urls []string
 	p.sb.mu.Lock()
 	for _, s := range p.sb.servers {
 		if s.run != nil && !s.paused {
-			url = "http://" + s.addr
-			break
+			urls = append(urls, "http://"+s.addr)
 		}
 	}
 	p.sb.mu.Unlock()
-	if url == "" {
-		return
+	for _, url := range urls {
+		if held, ok := p.ask(ctx, url); ok {
+			p.mu.Lock()
+			p.held = held
+			p.mu.Unlock()
+			return
+		}
 	}
+	// Nobody answered: keep what was last known.
+}
+
+// ask reads every resource of the workload from one lock server.
+func (p *heldPoller) ask(ctx context.Context, url string) (map[string]lockserver.HeldLock, bool) {
 	c := &lockserver.Client{BaseURL: url, HTTP: p.hc}
 	held := map[string]lockserver.HeldLock{}
 	for _, r := range p.sb.cfg.Workload.Resources {
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		info, err := c.Get(cctx, r)
 		cancel()
 		if err != nil {
-			return // keep what was last known
+			return nil, false
 		}
-		if !info.Held {
-			continue
+		if info.Held {
+			held[r] = lockserver.HeldLock{Owner: info.OwnerID, FencingToken: info.FencingToken, Since: p.sb.Elapsed(), TTL: max(0, time.Until(info.ExpiresAt))}
 		}
-		now := p.sb.Elapsed()
-		held[r] = lockserver.HeldLock{Owner: info.OwnerID, FencingToken: info.FencingToken, Since: now, TTL: max(0, time.Until(info.ExpiresAt))}
 	}
-	p.mu.Lock()
-	p.held = held
-	p.mu.Unlock()
+	return held, true
 }
 
 func (p *heldPoller) get() map[string]lockserver.HeldLock {

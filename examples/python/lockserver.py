@@ -370,9 +370,14 @@ class Locks:
         old, fencing = kvs[0].get("lease", "0"), int(kvs[0]["create_revision"])
         info = r["responses"][1]["response_range"].get("kvs", [])
         owner = json.loads(unb64(info[0]["value"])).get("ownerId", "") if info else ""
-        if not ttl:
-            ttl = int(self.etcd.call("/v3/lease/timetolive", {"ID": old}, write=False).get("grantedTTL", 1))
         since = time.time()
+        live = self.etcd.call("/v3/lease/timetolive", {"ID": old}, write=False)
+        left = int(live.get("TTL", 0))
+        if not ttl:
+            ttl = int(live.get("grantedTTL", 1))
+        if 0 < math.ceil(ttl) <= left:
+            # A renew never shortens a lock: the lease already lasts long enough.
+            return token, fencing, since + left, left
         lease, granted = self.etcd.grant(max(1, math.ceil(ttl)))
         try:
             r = self.etcd.txn([value_is(LOCKS + rid, h), lease_is(LOCKS + rid, old)],
