@@ -136,7 +136,9 @@ func (b *battery) res(what string) string {
 // it sent and what came back.
 func Run(ctx context.Context, cfg Config) Report {
 	if cfg.HTTP == nil {
-		cfg.HTTP = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+		tr := &http.Transport{MaxIdleConnsPerHost: 16}
+		defer tr.CloseIdleConnections()
+		cfg.HTTP = &http.Client{Transport: tr}
 	}
 	if cfg.Prefix == "" {
 		b := make([]byte, 4)
