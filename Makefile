@@ -13,7 +13,7 @@ run: ## boot the sandbox (3 etcd members, lock servers, balancer, clients); Ctrl
 	$(GO) run . up $(ARGS)
 
 .PHONY: test
-test: ## run every test with the race detector: unit, sandbox, scenario catalogue, negative controls
+test: ## run every test with the race detector: unit, sandbox, scenario catalogue, negative controls, graded example lock servers
 	$(GO) test -race -count=1 -timeout 25m $(PKGS)
 
 .PHONY: build
@@ -35,8 +35,14 @@ clean: ## remove build output and run folders
 	rm -rf locksim out
 
 .PHONY: controls
-controls: ## negative controls on 20 seeds (and every safe scenario on 3): prints how often each violation was caught
+controls: ## negative controls on 20 seeds (and every safe scenario on 3), and the buggy Python lock server on 20: prints how often each violation was caught
 	$(GO) test -race -count=1 -timeout 90m ./run -run TestNegativeControlRate -v -seeds 20 | grep -E 'runs=|^(ok|FAIL|---)'
+	$(GO) test -race -count=1 -timeout 30m ./grade -run TestBuggyCatchRate -v -seeds 20 | grep -E 'runs=|^(ok|FAIL|---)'
+
+LOCKSERVER ?= python3 examples/python/lockserver.py --listen {listen} --etcd {etcd} --name {name}
+.PHONY: grade
+grade: build ## grade a lock server (LOCKSERVER="CMD {listen} {etcd} {name}", default the Python example) on the safe catalogue into ./out/grade
+	./locksim grade --out out/grade --lockserver-cmd "$(LOCKSERVER)" $(ARGS)
 
 FUZZTIME ?= 1m
 .PHONY: fuzz

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"github.com/locksim/locksim/live"
 	"github.com/locksim/locksim/run"
 	"github.com/locksim/locksim/scenarios"
+	"github.com/locksim/locksim/sim"
+	"github.com/locksim/locksim/sim/external"
 	"github.com/locksim/locksim/web"
 )
 
@@ -26,6 +29,7 @@ func (m *Main) run(ctx context.Context, args []string) int {
 		variants = fs.String("variant", "", "run only these variants (comma-separated)")
 		ui       = fs.Bool("ui", false, "serve the visualizer during the run (at --web) and keep serving until Ctrl-C")
 		webAddr  = fs.String("web", "127.0.0.1:8080", "with --ui: serve the visualizer here (port 0 = any free port)")
+		lsCmd    = fs.String("lockserver-cmd", "", "run the lock servers as processes of this command line ({listen}, {name}, {etcd}) instead of locksim's own, whatever the files say")
 	)
 	files, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -33,6 +37,11 @@ func (m *Main) run(ctx context.Context, args []string) int {
 	}
 	if len(files) == 0 {
 		return m.errorf("run: want at least one scenario file")
+	}
+	if *lsCmd != "" {
+		if err := external.CheckCommand(*lsCmd); err != nil {
+			return m.errorf("run: --lockserver-cmd: %v", err)
+		}
 	}
 	scs, code := m.parseScenarios(files, splitList(*variants))
 	if code >= 0 {
@@ -60,17 +69,21 @@ func (m *Main) run(ctx context.Context, args []string) int {
 	for _, sc := range scs {
 		rec := &live.RunRecorder{Dir: filepath.Join(*out, sc.Name), Relay: relay, Live: relay != nil}
 		rep, err := run.Scenario(ctx, sc, run.Options{
-			Seed:         *seed,
-			OutDir:       *out,
-			Progress:     m.Stderr,
-			CheckTimeout: *timeout,
-			Variants:     splitList(*variants),
-			Observe:      rec.Observe,
+			Seed:          *seed,
+			OutDir:        *out,
+			Progress:      m.Stderr,
+			CheckTimeout:  *timeout,
+			Variants:      splitList(*variants),
+			Observe:       rec.Observe,
+			LockServerCmd: *lsCmd,
 		})
 		if ferr := rec.Finish(rep); ferr != nil {
 			fmt.Fprintf(m.Stderr, "locksim: run: frames: %v\n", ferr)
 		}
 		if err != nil {
+			if errors.Is(err, sim.ErrBadLockServer) || errors.Is(err, sim.ErrConfig) {
+				return m.errorf("run: %s", badLine(err))
+			}
 			fmt.Fprintf(m.Stderr, "locksim: run: %v\n", err)
 			return exitFailed
 		}

@@ -166,12 +166,20 @@ func (m *Main) serveLockServer(ctx context.Context, args []string) int {
 		etcdTimeout = fs.Duration("etcd-timeout", 2*time.Second, "bound of each etcd call; a write without an answer by then is outcome_unknown")
 		authFile    = fs.String("auth-file", "", `API keys, one "KEY CLIENT_ID" per line (# comments); default: auth off`)
 		rateLimit   = fs.Float64("rate-limit", 0, "sustained /locks/ requests per second this server accepts (0 = no limit)")
+		recipe      = fs.String("recipe", "locksim", "the lock logic behind the API: locksim (the design's lock server) or etcd-mutex (etcd's concurrency.Mutex recipe, for comparison)")
 	)
 	if code, ok := m.parseServeFlags(fs, args); !ok {
 		return code
 	}
 	if fs.NArg() > 0 {
 		return m.errorf("serve lockserver: unexpected argument %q", fs.Arg(0))
+	}
+	switch *recipe {
+	case "locksim":
+		*recipe = ""
+	case lockserver.RecipeMutex:
+	default:
+		return m.errorf("serve lockserver: --recipe must be locksim or %s, got %q", lockserver.RecipeMutex, *recipe)
 	}
 	log, err := common.check(m.Stderr)
 	if err != nil {
@@ -206,6 +214,7 @@ func (m *Main) serveLockServer(ctx context.Context, args []string) int {
 		EtcdTimeout: *etcdTimeout,
 		APIKeys:     keys,
 		RateLimit:   *rateLimit,
+		Recipe:      *recipe,
 		Logger:      log,
 	})
 	if err != nil {

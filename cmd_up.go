@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"github.com/locksim/locksim/live"
 	"github.com/locksim/locksim/lockserver"
 	"github.com/locksim/locksim/sim"
+	"github.com/locksim/locksim/sim/external"
 	"github.com/locksim/locksim/web"
 )
 
@@ -41,8 +43,11 @@ func (m *Main) up(ctx context.Context, args []string) int {
 	err = sb.Start(startCtx)
 	cancel()
 	if err != nil {
-		fmt.Fprintf(m.Stderr, "locksim: up: %v\n", err)
 		_ = sb.Close()
+		if errors.Is(err, sim.ErrBadLockServer) {
+			return m.errorf("up: %s", badLine(err))
+		}
+		fmt.Fprintf(m.Stderr, "locksim: up: %v\n", err)
 		return exitFailed
 	}
 	defer func() {
@@ -94,6 +99,8 @@ func (m *Main) upConfig(args []string) (sim.Config, upFlags, int) {
 		etcdURLs    = fs.String("etcd", "", "comma-separated client URLs of an external etcd cluster to use instead of the embedded members (member faults are then unavailable)")
 		authFile    = fs.String("auth-file", "", "API keys, one \"KEY CLIENT_ID\" per line: the lock service then requires Authorization: Bearer KEY (simulated clients get keys of their own)")
 		rateLimit   = fs.Float64("rate-limit", 0, "per-client requests per second at each lock server (0 = unlimited; over it: 429)")
+		lsCmd       = fs.String("lockserver-cmd", "", "run every lock server as its own process of this command line instead of locksim's own: {listen} (host:port to serve on), {name} (lockserver-N), {etcd} (its etcd URLs)")
+		lsLogs      = fs.String("lockserver-logs", "", "with --lockserver-cmd: folder for each process's NAME.stdout and NAME.stderr (default: a new temporary folder, kept)")
 	)
 	fs.DurationVar(&fl.interval, "status-every", time.Second, "how often to print the status line (0 = never)")
 	fs.StringVar(&fl.web, "web", "127.0.0.1:8080", "serve the visualizer here (port 0 = any free port; \"\" or \"off\" = no web UI)")
@@ -103,6 +110,18 @@ func (m *Main) upConfig(args []string) (sim.Config, upFlags, int) {
 	}
 	if fs.NArg() > 0 {
 		return sim.Config{}, fl, m.errorf("up: unexpected argument %q", fs.Arg(0))
+	}
+	if *lsCmd != "" {
+		if err := external.CheckCommand(*lsCmd); err != nil {
+			return sim.Config{}, fl, m.errorf("up: --lockserver-cmd: %v", err)
+		}
+		if *lsLogs == "" {
+			dir, err := os.MkdirTemp("", "locksim-lockservers-")
+			if err != nil {
+				return sim.Config{}, fl, m.errorf("up: --lockserver-logs: %v", err)
+			}
+			*lsLogs = dir
+		}
 	}
 	var keys map[string]string
 	if *authFile != "" {
@@ -131,6 +150,8 @@ func (m *Main) upConfig(args []string) (sim.Config, upFlags, int) {
 		EtcdLog:        *etcdLog,
 		DataDir:        *dataDir,
 		Pace:           *pace,
+		LockServerCmd:  *lsCmd,
+		LogDir:         *lsLogs,
 		// Hours of `up` in flat memory: the page checks the recent past.
 		HistoryKeep:      sim.RecentOps,
 		EtcdRecordRetain: 10 * time.Minute,
@@ -191,6 +212,9 @@ func (m *Main) printUp(sb *sim.Sandbox, uiURL string) {
 	}
 	for _, name := range sortedKeys(addrs.Etcd) {
 		fmt.Fprintf(m.Stdout, "  %-12s %s\n", name, addrs.Etcd[name])
+	}
+	if cmd := sb.Config().LockServerCmd; cmd != "" {
+		fmt.Fprintf(m.Stdout, "  lock servers run %q; their output: %s\n", cmd, sb.LogDir())
 	}
 	fmt.Fprintf(m.Stdout, "try: curl -s -XPOST %s/locks/acquire -H 'Content-Type: application/json' -d '{\"resourceId\":\"demo\",\"ttl\":10,\"clientId\":\"me\"}'\n", addrs.Balancer)
 	if m.Ready != nil {

@@ -15,10 +15,11 @@ const module = "github.com/locksim/locksim"
 // may import directly. Imports follow the data flow downwards:
 //
 //	main (flags only)
-//	  -> run, live, bench       a scenario run and its report; the page's adapter; the benchmarks
+//	  -> run, live, bench, grade   a scenario run and its report; the page's adapter; the benchmarks; grading a lock server
 //	    -> sim                  the sandbox: config, clients, protected resource, control
 //	      -> scenarios -> faults   a scenario file decodes into the fault runner's own steps
-//	      -> cluster, lockserver, loadbalancer, history, web   leaves
+//	      -> cluster, lockserver, loadbalancer, history, web, sim/external   leaves
+//	      -> conformance        the API battery (over lockserver's codes), also grade's
 //	component (names, kinds, links of components) is importable by all.
 //
 // A package missing here may import nothing of the module: add it, with
@@ -27,16 +28,19 @@ var allowed = map[string][]string{
 	"component":      {},
 	"internal/words": {},
 	"history":        {},
+	"conformance":    {"lockserver"},
 	"cluster":        {"component"},
 	"lockserver":     {"component"},
 	"loadbalancer":   {"component"},
 	"web":            {"component"},
 	"faults":         {"component", "internal/words"},
-	"scenarios":      {"component", "faults", "internal/words"},
+	"scenarios":      {"component", "faults", "internal/words", "sim/external"},
 	"sim/resource":   {},
+	"sim/external":   {},
 	"sim/clients":    {"component", "history", "lockserver", "sim/resource"},
-	"sim":            {"cluster", "component", "faults", "history", "loadbalancer", "lockserver", "scenarios", "sim/clients", "sim/resource"},
+	"sim":            {"cluster", "component", "conformance", "faults", "history", "loadbalancer", "lockserver", "scenarios", "sim/clients", "sim/external", "sim/resource"},
 	"run":            {"component", "faults", "history", "scenarios", "sim"},
+	"grade":          {"component", "conformance", "faults", "history", "run", "scenarios", "sim"},
 	"live":           {"component", "faults", "history", "lockserver", "run", "scenarios", "sim", "sim/clients", "web"},
 	"bench":          {"cluster", "component", "history", "loadbalancer", "lockserver"},
 }

@@ -4,6 +4,7 @@
 //
 //	locksim up                      the sandbox with a default workload
 //	locksim run FILE...             scenario files, headless, with a verdict
+//	locksim grade [FILE...]         grade a lock server: API battery + fault catalogue
 //	locksim check HISTORY.jsonl     check a recorded history offline
 //	locksim serve lockserver|balancer  one component as a real process
 //	locksim view DIR                open a finished run in the visualizer
@@ -63,6 +64,9 @@ Usage:
                                       at --web (default http://127.0.0.1:8080/; Ctrl-C stops it)
   locksim run FILE... [flags]         run scenario files headless; exit 0 when every expectation holds
                                       (--ui serves the page during the run)
+  locksim grade [FILE...] [flags]      grade a lock server (--lockserver-cmd "CMD {listen} {etcd}", default
+                                      locksim's own): the API battery, then the safe fault catalogue;
+                                      exit 0 nothing violated, 1 something was, 2 bad input
   locksim check HISTORY.jsonl         check a recorded history; exit 0 linearizable, 1 violated
   locksim serve lockserver --etcd URLS --listen ADDR     one lock server as its own process, against an external etcd
   locksim serve balancer --backends URLS --listen ADDR   the load balancer as its own process
@@ -93,11 +97,13 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		return m.view(ctx, args[1:])
 	case "bench":
 		return m.bench(ctx, args[1:])
+	case "grade":
+		return m.grade(ctx, args[1:])
 	case "help", "-h", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return exitOK
 	default:
-		fmt.Fprintf(m.Stderr, "locksim: unknown command %q (want up, run, check, serve, view, bench or help)\n", args[0])
+		fmt.Fprintf(m.Stderr, "locksim: unknown command %q (want up, run, grade, check, serve, view, bench or help)\n", args[0])
 		return exitBadInput
 	}
 }

@@ -36,7 +36,10 @@
 // VRRP adverts balancer -> balancer). A
 // blocked link is a black hole: dials hang until their context ends, writes
 // stall until unblocked, closed or past their deadline; no byte is lost, so
-// gRPC and HTTP framing survive a heal.
+// gRPC and HTTP framing survive a heal. A Proxy (Network.Proxy) puts a
+// program that does not dial through the Network — a lock server running as
+// its own process — under the same links: it listens on loopback and
+// forwards every connection through Network.Dialer(from).
 //
 // # Concurrency
 //

@@ -31,6 +31,9 @@ const maxLeaseRetries = 3
 // the lock, goes back to the pool (it carries nothing), or is revoked (its
 // state is unknown, which also undoes a grant whose outcome is unknown).
 func (s *Server) acquire(ctx context.Context, req acquireRequest) (grant, error) {
+	if s.cfg.Recipe == RecipeMutex {
+		return s.acquireMutex(ctx, req)
+	}
 	deadline := s.cfg.Now().Add(req.Timeout)
 	for try := 0; ; try++ {
 		l, r, err := s.takeLease(ctx, req.TTL)

@@ -123,6 +123,11 @@
 // Config.Unsafe = UnsafeCheckThenSet swaps acquire for a broken
 // read-then-write (a negative control the checker must catch).
 //
+// Config.Recipe = RecipeMutex swaps the lock logic for etcd's own recipe,
+// concurrency.Mutex, behind the same HTTP API (see RecipeMutex): a class
+// can grade the design's lock server and etcd's recipe under the same
+// faults (`locksim serve lockserver --recipe etcd-mutex`).
+//
 // # Usage
 //
 //	s, err := lockserver.New(lockserver.Config{Name: "lockserver-1", Endpoints: etcdURLs})

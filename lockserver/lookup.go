@@ -19,6 +19,9 @@ type lockState struct {
 // lookup reads a lock linearizably, then its lease's remaining TTL (whole
 // seconds, as etcd reports it).
 func (s *Server) lookup(ctx context.Context, id string) (lockState, error) {
+	if s.cfg.Recipe == RecipeMutex {
+		return s.lookupMutex(ctx, id)
+	}
 	if err := s.pausePoint(ctx); err != nil {
 		return lockState{}, err
 	}

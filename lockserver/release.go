@@ -33,6 +33,9 @@ func heldBy(id, tok string) clientv3.Cmp {
 // the txn emptied, goes back to the pool (or is revoked), and counts the
 // waiters left, which tells this server whether to look for a head next time.
 func (s *Server) release(ctx context.Context, req releaseRequest) error {
+	if s.cfg.Recipe == RecipeMutex {
+		return s.releaseMutex(ctx, req)
+	}
 	if !validToken(req.LockToken) {
 		return ErrNotHeld
 	}

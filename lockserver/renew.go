@@ -40,6 +40,9 @@ type holding struct {
 // in effect and the lease's remaining TTL already covers it, the lock stays
 // where it is and the answer reports that remaining TTL.
 func (s *Server) renew(ctx context.Context, req renewRequest) (grant, error) {
+	if s.cfg.Recipe == RecipeMutex {
+		return s.renewMutex(ctx, req)
+	}
 	if !validToken(req.LockToken) {
 		return grant{}, ErrNotHeld
 	}

@@ -38,6 +38,9 @@ type Config struct {
 	DialContext func(ctx context.Context, addr string) (net.Conn, error)
 	// Unsafe is "" (safe, the default) or UnsafeCheckThenSet.
 	Unsafe string
+	// Recipe is "" (locksim's own lock server, the default) or RecipeMutex:
+	// etcd's concurrency.Mutex behind the same API, for comparison.
+	Recipe string
 	// UnsafeGap is how long the check-then-set acquire waits between its Get
 	// and its Put (widens the race window). Default 0. Ignored when safe.
 	UnsafeGap time.Duration
@@ -153,6 +156,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Unsafe != "" && cfg.Unsafe != UnsafeCheckThenSet {
 		return nil, fmt.Errorf("lockserver: unknown Config.Unsafe mode %q (want %q or empty)", cfg.Unsafe, UnsafeCheckThenSet)
+	}
+	if cfg.Recipe != "" && cfg.Recipe != RecipeMutex {
+		return nil, fmt.Errorf("lockserver: unknown Config.Recipe %q (want %q or empty)", cfg.Recipe, RecipeMutex)
+	}
+	if cfg.Recipe != "" && cfg.Unsafe != "" {
+		return nil, errors.New("lockserver: Config.Unsafe applies to locksim's own recipe only")
 	}
 	if cfg.Name == "" {
 		cfg.Name = "lockserver"

@@ -11,10 +11,19 @@
 // (history.Resolve), checks the history with porcupine (history.Check) and
 // compares the verdicts with the file's expectations.
 //
+// The lock servers are locksim's own unless the scenario's
+// lockServers.command, Options.LockServerCmd (processes of a command line)
+// or Options.LockServerFunc (a handler of the caller's, the seam of a `go
+// test` proof; see the example) says otherwise. A lock server that is not
+// locksim's own keeps its locks in etcd its own way, so unknown outcomes
+// are not settled from etcd's record: they stay unknown, which the checker
+// treats as "maybe".
+//
 // With Options.OutDir it writes, per scenario, OUT/<scenario>/report.json
 // and, per variant, OUT/<scenario>/<variant>/{history.jsonl, history.html,
 // report.json}: the recorded operations, porcupine's view with the faults
-// drawn in, and the variant's report.
+// drawn in, and the variant's report; the processes of a lock server
+// command write their NAME.stdout and NAME.stderr there too.
 //
 // # Usage
 //

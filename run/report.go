@@ -30,6 +30,7 @@ type VariantReport struct {
 	Variant     string            `json:"variant"`
 	Fencing     bool              `json:"fencing"`
 	Unsafe      string            `json:"unsafe,omitempty"`
+	LockServer  string            `json:"lockServer,omitempty"` // which lock server ran: locksim's own, a command, a function
 	Pass        bool              `json:"pass"`
 	Expect      map[string]string `json:"expect,omitempty"`
 	Failures    []string          `json:"failures,omitempty"`

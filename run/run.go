@@ -35,6 +35,15 @@ type Options struct {
 	// and with the variant's name (the live view uses it to watch a
 	// headless run).
 	Observe func(sb *sim.Sandbox, variant string)
+	// LockServerCmd, when set, runs the lock servers as processes of this
+	// command line (sim.Config.LockServerCmd), whatever the scenario's
+	// lockServers.command says. Their standard output and error go to the
+	// variant's folder under OutDir.
+	LockServerCmd string
+	// LockServerFunc, when set, builds the lock servers in this process
+	// from the caller's code (sim.Config.LockServerFunc): the seam of a
+	// `go test` proof of a lock server of one's own.
+	LockServerFunc sim.LockServerFunc
 }
 
 // Scenario runs every variant of sc (one fresh sandbox each) and checks
@@ -73,15 +82,16 @@ func Scenario(ctx context.Context, sc *scenarios.Scenario, opts Options) (*Repor
 // Config turns a scenario variant into a sandbox configuration.
 func Config(sc *scenarios.Scenario, eff scenarios.Effective, seed int64) sim.Config {
 	return sim.Config{
-		TickMs:      uint(sc.Raft.TickMs),
-		ElectionMs:  uint(sc.Raft.ElectionMs),
-		LockServers: sc.Topology.LockServers,
-		Policy:      sc.Topology.Balancer,
-		Clients:     sc.Topology.Clients,
-		Unsafe:      eff.Unsafe,
-		Auth:        sc.LockServers.Auth,
-		Unfenced:    !eff.Fencing,
-		Seed:        seed,
+		TickMs:        uint(sc.Raft.TickMs),
+		ElectionMs:    uint(sc.Raft.ElectionMs),
+		LockServers:   sc.Topology.LockServers,
+		LockServerCmd: sc.LockServers.Command,
+		Policy:        sc.Topology.Balancer,
+		Clients:       sc.Topology.Clients,
+		Unsafe:        eff.Unsafe,
+		Auth:          sc.LockServers.Auth,
+		Unfenced:      !eff.Fencing,
+		Seed:          seed,
 		// Memory stays flat however long the run: the recorder keeps the
 		// recent operations for the live view and streams all of them to
 		// disk for the final check.
@@ -118,7 +128,17 @@ func variant(ctx context.Context, sc *scenarios.Scenario, variant string, seed i
 		defer progressMu.Unlock()
 		fmt.Fprintf(opts.Progress, "[%s/%s] "+format+"\n", append([]any{sc.Name, variant}, args...)...)
 	}
-	sb, err := sim.New(Config(sc, eff, seed))
+	cfg := Config(sc, eff, seed)
+	if opts.LockServerCmd != "" {
+		cfg.LockServerCmd = opts.LockServerCmd
+	}
+	if opts.LockServerFunc != nil {
+		cfg.LockServerCmd, cfg.LockServerFunc = "", opts.LockServerFunc
+	}
+	if opts.OutDir != "" && cfg.LockServerCmd != "" {
+		cfg.LogDir = filepath.Join(opts.OutDir, sc.Name, variant)
+	}
+	sb, err := sim.New(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -127,8 +147,8 @@ func variant(ctx context.Context, sc *scenarios.Scenario, variant string, seed i
 	if n := sc.Topology.Balancers; n > 1 {
 		balancers = fmt.Sprintf("%d balancers (%s) behind a virtual address, VRRP preempt=%v", n, sc.Topology.Balancer, eff.Preempt)
 	}
-	progress("booting 3 etcd members, %d lock servers, %s, %d clients; fencing=%v",
-		sc.Topology.LockServers, balancers, sc.Topology.Clients, eff.Fencing)
+	progress("booting 3 etcd members, %d lock servers (%s), %s, %d clients; fencing=%v",
+		sc.Topology.LockServers, describeLockServer(cfg), balancers, sc.Topology.Clients, eff.Fencing)
 	if err := sb.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -168,7 +188,7 @@ func variant(ctx context.Context, sc *scenarios.Scenario, variant string, seed i
 		progress("could not read etcd's history to resolve unknown outcomes: %v", err)
 	}
 	vr := &VariantReport{
-		Variant: variant, Fencing: eff.Fencing, Unsafe: eff.Unsafe,
+		Variant: variant, Fencing: eff.Fencing, Unsafe: eff.Unsafe, LockServer: describeLockServer(cfg),
 		Resolved: resolved, Faults: sb.Events(), Duration: elapsed, Latency: acquireLatency(ops), Runtime: samples,
 		Balancers: sb.BalancerEvents(),
 	}
@@ -233,7 +253,13 @@ wait:
 // settle returns the recorded history with the unknown outcomes settled from
 // what etcd recorded (history.Resolve), and how many it settled. If etcd's
 // record cannot be read, the history is returned as recorded, with the error.
+//
+// A lock server that is not locksim's own keeps its locks in etcd its own
+// way: there is no record to read, and unknown outcomes stay unknown.
 func settle(ctx context.Context, sb *sim.Sandbox, ops []history.Op) ([]history.Op, int, error) {
+	if sb.Config().Custom() {
+		return ops, 0, nil
+	}
 	if slices.ContainsFunc(ops, func(op history.Op) bool { return op.Outcome == history.Unknown }) {
 		// A request a client gave up on may still be inside a lock server;
 		// every etcd call there ends within EtcdTimeout. Let them settle
@@ -292,6 +318,19 @@ func recordUnsafe(sb *sim.Sandbox, sc *scenarios.Scenario, eff scenarios.Effecti
 		Note:   "every lock server runs a deliberately broken " + eff.Unsafe + " acquire (a negative control)",
 		Source: fmt.Sprintf("%s (%s:%d)", key, filepath.Base(sc.Path), line),
 	})
+}
+
+// describeLockServer says which lock server a sandbox runs.
+func describeLockServer(cfg sim.Config) string {
+	switch {
+	case cfg.LockServerCmd != "":
+		return "command: " + cfg.LockServerCmd
+	case cfg.LockServerFunc != nil:
+		return "a lock server function"
+	case cfg.Unsafe != "":
+		return "locksim's own, unsafe: " + cfg.Unsafe
+	}
+	return "locksim's own"
 }
 
 // sleepCtx waits d or until ctx ends.

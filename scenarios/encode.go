@@ -84,6 +84,7 @@ func encodeSetup(root mapNode, s *Scenario) {
 	ls := mapping(yaml.FlowStyle)
 	ls.addIf(s.LockServers.Unsafe != "", "unsafe", str(s.LockServers.Unsafe))
 	ls.addIf(s.LockServers.Auth, "auth", boolean(true))
+	ls.addIf(s.LockServers.Command != "", "command", str(s.LockServers.Command))
 	root.addMap("lockServers", ls)
 	raft := mapping(yaml.FlowStyle)
 	raft.addIf(s.Raft.TickMs != DefaultTickMs, "tickMs", integer(s.Raft.TickMs))

@@ -23,8 +23,9 @@ func withoutSources(s *Scenario) *Scenario {
 	return &c
 }
 
-// Encode writes what Parse reads: every scenario of the catalogue, the soak
-// and the test fixtures survives Parse -> Encode -> Parse unchanged.
+// Encode writes what Parse reads: every scenario of the catalogue, the soak,
+// the test fixtures and the examples' scenarios survives Parse -> Encode ->
+// Parse unchanged.
 func TestEncodeRoundTripsEveryScenario(t *testing.T) {
 	files, err := filepath.Glob("*.yaml")
 	require.NoError(t, err)
@@ -32,7 +33,10 @@ func TestEncodeRoundTripsEveryScenario(t *testing.T) {
 	require.NoError(t, err)
 	fixtures, err := filepath.Glob("../testdata/short-*.yaml")
 	require.NoError(t, err)
-	files = append(append(files, more...), fixtures...)
+	examples, err := filepath.Glob("../examples/*/*.yaml")
+	require.NoError(t, err)
+	require.NotEmpty(t, examples, "the examples' scenarios (lockServers.command) round-trip too")
+	files = append(append(append(files, more...), fixtures...), examples...)
 	require.NotEmpty(t, files)
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {

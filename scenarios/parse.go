@@ -24,7 +24,7 @@ var (
 	topologyKeys    = []string{"etcd", "lockServers", "clients", "balancers", "balancer"}
 	lockKeys        = []string{"ttl", "wait"}
 	workloadKeys    = []string{"resources", "hold", "think", "cycles"}
-	lockServersKeys = []string{"unsafe", "auth"}
+	lockServersKeys = []string{"unsafe", "auth", "command"}
 	raftKeys        = []string{"tickMs", "electionMs"}
 	vrrpKeys        = []string{"advertInterval", "preempt"}
 	variantKeys     = []string{"fencing", "lockServers", "vrrp"}
@@ -197,6 +197,8 @@ func (d *decoder) scenario(root *yaml.Node, file string) *Scenario {
 					s.LockServers.Unsafe, _ = d.str(g.value, "lockServers.unsafe")
 				case "auth":
 					s.LockServers.Auth, _ = d.boolean(g.value, "lockServers.auth")
+				case "command":
+					s.LockServers.Command, _ = d.str(g.value, "lockServers.command")
 				}
 			}
 		case "raft":

@@ -96,6 +96,11 @@ func TestParseRejects(t *testing.T) {
 		{"unknown vrrp key", "topology: {balancers: 2}\nvrrp: {nopreempt: true}\n", 2, `unknown key "nopreempt"`},
 		{"variant vrrp with one balancer", "variants: {a: {vrrp: {preempt: false}}}\n", 1, `variant "a" sets vrrp, which needs topology.balancers of 2 or more`},
 		{"unknown unsafe mode", "lockServers: {unsafe: check-and-set}\n", 1, `unknown unsafe mode "check-and-set" (want check-then-set`},
+		{"command without listen", "lockServers:\n  command: python3 server.py --etcd {etcd}\n", 2, `lockServers.command: "python3 server.py --etcd {etcd}" has no {listen}`},
+		{"command with a typo", "lockServers: {command: \"srv {listen} {etc}\"}\n", 1, `lockServers.command: unknown placeholder {etc}`},
+		{"empty command", "lockServers: {command: \" \"}\n", 1, `lockServers.command: the lock server command line is empty`},
+		{"command and unsafe", "lockServers: {command: \"srv {listen}\", unsafe: check-then-set}\n", 1, `switches of locksim's own lock server; they cannot go with lockServers.command`},
+		{"command and a variant's unsafe", "lockServers: {command: \"srv {listen}\"}\nvariants:\n  broken: {lockServers: {unsafe: check-then-set}}\n", 3, `cannot go with lockServers.command`},
 		{"unknown final", "final: stop\n", 1, `final must be "heal" or left out, got "stop"`},
 
 		// steps: required fields, time, faults

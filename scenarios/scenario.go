@@ -134,6 +134,10 @@ type Workload struct {
 type LockServers struct {
 	Unsafe string // "" or "check-then-set" (teaching-only negative control)
 	Auth   bool   // give every simulated client its own API key
+	// Command, when set, runs every lock server as its own process from this
+	// command line instead of locksim's own: {listen}, {name} and {etcd}
+	// are filled in (see package sim/external).
+	Command string
 }
 
 // Raft sets the etcd members' timing.

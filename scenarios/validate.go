@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/locksim/locksim/faults"
+	"github.com/locksim/locksim/sim/external"
 )
 
 var (
@@ -73,6 +74,19 @@ func (v *validator) top() {
 	}
 	if s.LockServers.Unsafe != "" && s.LockServers.Unsafe != UnsafeCheckThenSet {
 		v.at("lockServers.unsafe", "unknown unsafe mode %q (want %s, or leave it out)", s.LockServers.Unsafe, UnsafeCheckThenSet)
+	}
+	if c := s.LockServers.Command; c != "" {
+		if err := external.CheckCommand(c); err != nil {
+			v.at("lockServers.command", "lockServers.command: %v", err)
+		}
+		if s.LockServers.Unsafe != "" || s.LockServers.Auth {
+			v.at("lockServers.command", "lockServers.unsafe and lockServers.auth are switches of locksim's own lock server; they cannot go with lockServers.command")
+		}
+		for _, vr := range s.Variants {
+			if vr.Unsafe != nil && *vr.Unsafe != "" {
+				v.at("variants."+vr.Name+".lockServers.unsafe", "lockServers.unsafe is a switch of locksim's own lock server; it cannot go with lockServers.command")
+			}
+		}
 	}
 	if s.Final != "" && s.Final != FinalHeal {
 		v.at("final", "final must be %q or left out, got %q", FinalHeal, s.Final)

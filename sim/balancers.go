@@ -400,7 +400,7 @@ type VIPState struct {
 
 // balancerStates reads every balancer, with each one's in-flight count per
 // lock server added into inflight (by URL).
-func (sb *Sandbox) balancerStates(inflight map[string]int64) ([]BalancerState, *VIPState) {
+func (sb *Sandbox) balancerStates(inflight map[string]int64, sent map[string]uint64) ([]BalancerState, *VIPState) {
 	sb.mu.Lock()
 	slots := make([]balancerSlot, len(sb.lbs))
 	for i, s := range sb.lbs {
@@ -422,6 +422,7 @@ func (sb *Sandbox) balancerStates(inflight map[string]int64) ([]BalancerState, *
 				b.InFlight += st.InFlight
 				b.Requests += st.Requests
 				inflight[st.URL] += st.InFlight
+				sent[st.URL] += st.Requests
 			}
 		}
 		if s.node != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/locksim/locksim/loadbalancer"
 	"github.com/locksim/locksim/scenarios"
+	"github.com/locksim/locksim/sim/external"
 )
 
 // ErrConfig is wrapped by every configuration error.
@@ -40,6 +41,25 @@ type Config struct {
 	// Unsafe selects a deliberately broken lock server ("check-then-set"),
 	// a negative control for the checker. "" = the real, safe lock server.
 	Unsafe string
+	// LockServerCmd runs every lock server as its own process, from this
+	// command line, instead of locksim's own in this process: any program
+	// that serves the lock API and talks to etcd (package external: the
+	// placeholders {listen}, {name} and {etcd}). Each reaches each etcd
+	// member through a proxy of its own, so that cuts and delays hit its
+	// real traffic; a crash is SIGKILL, a pause SIGSTOP.
+	LockServerCmd string
+	// LockServerFunc builds every lock server in this process from the
+	// caller's own code instead of locksim's (the seam of a `go test`
+	// proof): see LockServerFunc.
+	LockServerFunc LockServerFunc
+	// LogDir receives the standard output and error of LockServerCmd's
+	// processes (NAME.stdout, NAME.stderr). "" = a temporary dir removed on
+	// Close.
+	LogDir string
+	// ReadyTimeout bounds how long a lock server of LockServerCmd or
+	// LockServerFunc may take at Start to answer GET /health with 200.
+	// Default 20s.
+	ReadyTimeout time.Duration
 	// Auth turns API keys on: every simulated client gets its own random key,
 	// and requests without a valid key get 401 (403 when the key does not
 	// match the body's clientId).
@@ -97,6 +117,18 @@ type Config struct {
 	// ticks, 1 s elections), and a workload of at least a 10 s TTL, a 5 s
 	// wait, a 2 s hold and a 1 s think, so that a room can follow each step.
 	Pace string
+}
+
+// Custom reports whether the lock servers are not locksim's own: a
+// LockServerCmd or a LockServerFunc.
+func (c Config) Custom() bool { return c.LockServerCmd != "" || c.LockServerFunc != nil }
+
+// customName names the custom lock server in messages.
+func (c Config) customName() string {
+	if c.LockServerCmd != "" {
+		return fmt.Sprintf("the lock server command %q", c.LockServerCmd)
+	}
+	return "a lock server function"
 }
 
 // RecentOps is how many recent operations a long session keeps in memory
@@ -177,6 +209,9 @@ func (c *Config) setDefaults() {
 	if c.EtcdTimeout == 0 {
 		c.EtcdTimeout = 2 * time.Second
 	}
+	if c.ReadyTimeout == 0 {
+		c.ReadyTimeout = 20 * time.Second
+	}
 	if c.Policy == "" {
 		c.Policy = scenarios.DefaultBalancer
 	}
@@ -237,6 +272,14 @@ func (c *Config) validate() error {
 		return bad("policy must be round-robin or least-connections, got %q", c.Policy)
 	case c.Unsafe != "" && c.Unsafe != scenarios.UnsafeCheckThenSet:
 		return bad("unsafe mode must be check-then-set, got %q", c.Unsafe)
+	case c.LockServerCmd != "" && c.LockServerFunc != nil:
+		return bad("give a lock server command or a lock server function, not both")
+	case c.Custom() && c.Unsafe != "":
+		return bad("unsafe mode %q is a switch of locksim's own lock server, not of %s", c.Unsafe, c.customName())
+	case c.Custom() && (c.Auth || len(c.APIKeys) > 0 || c.RateLimit > 0):
+		return bad("API keys and rate limits are switches of locksim's own lock server, not of %s", c.customName())
+	case c.ReadyTimeout < 0:
+		return bad("ready timeout must not be negative, got %s", c.ReadyTimeout)
 	case c.EtcdRecordRetain < 0:
 		return bad("etcd record retain must not be negative, got %s", c.EtcdRecordRetain)
 	case c.HistoryKeep < 0:
@@ -249,6 +292,11 @@ func (c *Config) validate() error {
 		return bad("wait must be in [0, 300s], got %s", c.Workload.Wait)
 	case c.Workload.Hold < 0 || c.Workload.Think < 0:
 		return bad("hold and think must not be negative")
+	}
+	if c.LockServerCmd != "" {
+		if err := external.CheckCommand(c.LockServerCmd); err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
 	}
 	for _, r := range c.Workload.Resources {
 		if !resourceID.MatchString(r) {

@@ -63,7 +63,7 @@ func (sb *Sandbox) Resolve(target string) (string, error) {
 		sb.mu.Lock()
 		defer sb.mu.Unlock()
 		for _, s := range sb.servers {
-			if s.server != nil {
+			if s.run != nil {
 				return s.name, nil
 			}
 		}
@@ -85,8 +85,10 @@ func (sb *Sandbox) Resolve(target string) (string, error) {
 }
 
 // Crash stops a component abruptly: an etcd member (its data dir is kept),
-// a lock server or a balancer (listener and live connections closed; in a
-// group its adverts stop and its claim on the virtual address stays).
+// a lock server (listener and live connections closed; a process of
+// Config.LockServerCmd is killed with SIGKILL) or a balancer (listener and
+// live connections closed; in a group its adverts stop and its claim on the
+// virtual address stays).
 func (sb *Sandbox) Crash(name string) error {
 	defer sb.triggers.releaseAll()
 	switch component.KindOf(name) {
@@ -102,14 +104,14 @@ func (sb *Sandbox) Crash(name string) error {
 			sb.mu.Unlock()
 			return fmt.Errorf("%w: %q", ErrUnknownNode, name)
 		}
-		s := slot.server
-		slot.server = nil
+		r := slot.run
+		slot.run = nil
 		sb.mu.Unlock()
-		if s == nil {
+		if r == nil {
 			return fmt.Errorf("%w: %s", ErrNotRunning, name)
 		}
-		s.Resume()
-		return s.Close()
+		r.Resume()
+		return r.Close()
 	case component.Balancer:
 		return sb.crashBalancer(name)
 	}
@@ -117,7 +119,8 @@ func (sb *Sandbox) Crash(name string) error {
 }
 
 // Restart starts a crashed component again at the same address (an etcd
-// member from its kept data dir).
+// member from its kept data dir; a lock server process by running its
+// command again, against the same etcd proxies).
 func (sb *Sandbox) Restart(ctx context.Context, name string) error {
 	defer sb.triggers.releaseAll()
 	switch component.KindOf(name) {
@@ -127,20 +130,51 @@ func (sb *Sandbox) Restart(ctx context.Context, name string) error {
 		}
 		return sb.cluster.Restart(ctx, name)
 	case component.LockServer:
-		sb.mu.Lock()
-		defer sb.mu.Unlock()
-		slot := sb.slot(name)
-		if slot == nil {
-			return fmt.Errorf("%w: %q", ErrUnknownNode, name)
-		}
-		if slot.server != nil {
-			return fmt.Errorf("%w: %s", ErrRunning, name)
-		}
-		return sb.startServer(ctx, slot)
+		return sb.restartServer(ctx, name)
 	case component.Balancer:
 		return sb.restartBalancer(ctx, name)
 	}
 	return fmt.Errorf("%w: cannot restart %q", ErrUnknownNode, name)
+}
+
+// restartServer starts a crashed lock server again at its address. The
+// sandbox's lock is not held while it starts (a process may take a moment);
+// Close cancels a restart under way and waits for it.
+func (sb *Sandbox) restartServer(ctx context.Context, name string) error {
+	sb.mu.Lock()
+	slot := sb.slot(name)
+	switch {
+	case sb.closed:
+		sb.mu.Unlock()
+		return ErrClosed
+	case slot == nil:
+		sb.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrUnknownNode, name)
+	case slot.run != nil || slot.starting:
+		sb.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrRunning, name)
+	}
+	slot.starting = true
+	sb.restarting.Add(1)
+	sb.mu.Unlock()
+	defer sb.restarting.Done()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer context.AfterFunc(sb.life, cancel)()
+	defer cancel()
+	r, _, err := sb.startServer(ctx, slot, slot.addr)
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	slot.starting = false
+	if err != nil {
+		return err
+	}
+	if sb.closed {
+		_ = r.Close()
+		return ErrClosed
+	}
+	slot.run, slot.paused = r, false
+	return nil
 }
 
 func (sb *Sandbox) slot(name string) *serverSlot {
@@ -152,8 +186,10 @@ func (sb *Sandbox) slot(name string) *serverSlot {
 	return nil
 }
 
-// Pause freezes a client, a lock server or a balancer at its next
-// checkpoint (a balancer's VRRP node stops advertising).
+// Pause freezes a client, a lock server or a balancer: locksim's own lock
+// server at its next checkpoint, a process of Config.LockServerCmd with
+// SIGSTOP (a real process pause), one of Config.LockServerFunc by holding
+// every byte into and out of it; a balancer's VRRP node stops advertising.
 func (sb *Sandbox) Pause(name string) error { return sb.setPaused(name, true) }
 
 // Resume undoes Pause.
@@ -181,13 +217,13 @@ func (sb *Sandbox) setPaused(name string, paused bool) error {
 			return fmt.Errorf("%w: %q", ErrUnknownNode, name)
 		}
 		slot.paused = paused
-		if slot.server == nil {
+		if slot.run == nil {
 			return fmt.Errorf("%w: %s", ErrNotRunning, name)
 		}
 		if paused {
-			slot.server.Pause()
+			slot.run.Pause()
 		} else {
-			slot.server.Resume()
+			slot.run.Resume()
 		}
 		return nil
 	case component.Balancer:

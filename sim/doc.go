@@ -45,6 +45,31 @@
 // BalancerEvents and SubscribeBalancers report every change of VRRP state;
 // State.Balancers and State.VIP show the group.
 //
+// # Lock servers that are not locksim's own
+//
+// Config.LockServerCmd runs every lock server as its own process, from a
+// command line with {listen}, {name} and {etcd} (package sim/external):
+// any program that serves the lock API and talks to etcd. Each process
+// reaches each etcd member through a loopback proxy of its own
+// (faults.Network.Proxy), whose traffic is the link lockserver-N ->
+// etcd-M, so partitions and delays cut its real traffic; a crash is SIGKILL,
+// a restart runs the command again, a pause is SIGSTOP and a resume
+// SIGCONT, sent to its process group. Its output goes to Config.LogDir. A
+// process that exits on its own is an event (FaultExit) in the fault log,
+// and its slot is down until restarted.
+//
+// Config.LockServerFunc builds every lock server in this process from the
+// caller's code: an http.Handler served at the lock server's address, whose
+// etcd client dials through LockServerEnv.Dial (the network emulator). A
+// pause holds every byte into and out of it.
+//
+// At Start, each such lock server must answer GET /health with 200 within
+// Config.ReadyTimeout and answer GET /locks/{id} with the documented JSON
+// (conformance.Probe); otherwise Start fails with ErrBadLockServer and one
+// line naming the server and the problem. Such a server keeps its locks in
+// etcd its own way: State shows who holds each lock as GET /locks/{id}
+// answers, and EtcdRecord holds nothing, so unknown outcomes stay unknown.
+//
 // # Concurrency
 //
 // A Sandbox is safe for concurrent use: faults, the web view and the

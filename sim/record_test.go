@@ -55,3 +55,20 @@ func TestEtcdRecordFromObserver(t *testing.T) {
 	assert.Equal(t, int64(10_000), got.Now)
 	assert.Equal(t, int64(42), got.From)
 }
+
+// A lock server that is not locksim's own keeps its locks in etcd its own
+// way: its record holds nothing and begins now, so history.Resolve leaves
+// every unknown outcome unknown instead of settling it as "no effect".
+func TestEtcdRecordOfACustomLockServerSettlesNothing(t *testing.T) {
+	sb := &Sandbox{cfg: Config{LockServerCmd: "srv --listen {listen}"}, start: time.Now().Add(-time.Second)}
+	unknown := history.Outcome(history.Unknown)
+	ops := []history.Op{
+		{Client: "client-1", Op: history.OpAcquire, Resource: "r", Call: 100, Outcome: unknown},
+		{Client: "client-2", Op: history.OpRelease, Resource: "r", Input: history.Input{LockToken: "t"}, Call: 200, Outcome: unknown},
+	}
+	got, n := history.Resolve(ops, sb.EtcdRecord(ops))
+	assert.Zero(t, n)
+	for _, op := range got {
+		assert.Equal(t, unknown, op.Outcome, "%s stays unknown", op.Op)
+	}
+}

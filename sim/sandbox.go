@@ -9,7 +9,6 @@ import (
 	"io"
 	"maps"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -67,13 +66,23 @@ type Sandbox struct {
 	keys     map[string]string // API key -> client id (nil: auth off)
 	draining atomic.Bool
 	triggers triggers
+
+	logDir     string // LockServerCmd's logs
+	tempLogs   bool   // logDir is removed on Close
+	life       context.Context
+	endLife    context.CancelFunc // cancels restarts under way at Close
+	restarting sync.WaitGroup
+	held       *heldPoller // who holds what, as a custom lock server answers (nil for locksim's own)
 }
 
+// serverSlot is one lock server, across its crashes and restarts.
 type serverSlot struct {
-	name   string
-	addr   string // fixed after the first start, reused on restart
-	server *lockserver.Server
-	paused bool
+	name     string
+	addr     string  // fixed after the first start, reused on restart
+	run      running // nil while crashed
+	starting bool    // a restart is under way
+	paused   bool
+	proxies  []*faults.Proxy // LockServerCmd: its way to each etcd member, kept across restarts
 }
 
 // simClient is a simulated client and the HTTP transport it owns.
@@ -92,6 +101,7 @@ func New(cfg Config) (*Sandbox, error) {
 		cfg:      cfg,
 		resource: resource.New(!cfg.Unfenced),
 	}
+	sb.life, sb.endLife = context.WithCancel(context.Background())
 	sb.net = faults.NewNetwork(rand.New(rand.NewPCG(uint64(cfg.Seed), 7)))
 	if cfg.Auth || len(cfg.APIKeys) > 0 {
 		sb.keys = map[string]string{}
@@ -159,12 +169,8 @@ func (sb *Sandbox) Start(ctx context.Context) (err error) {
 		}
 	}
 
-	for i := range sb.cfg.LockServers {
-		slot := &serverSlot{name: component.Name(component.LockServer, i+1), addr: "127.0.0.1:0"}
-		if err := sb.startServer(ctx, slot); err != nil {
-			return err
-		}
-		sb.servers = append(sb.servers, slot)
+	if err := sb.startLockServers(ctx); err != nil {
+		return err
 	}
 	if err := sb.startBalancers(ctx); err != nil {
 		return err
@@ -175,6 +181,53 @@ func (sb *Sandbox) Start(ctx context.Context) (err error) {
 	}
 	obs.Retain(sb.cfg.EtcdRecordRetain)
 	sb.observer = obs
+	if sb.cfg.Custom() {
+		sb.held = startHeldPoller(sb)
+	}
+	return nil
+}
+
+// startLockServers starts every lock server; one that is not locksim's own
+// must answer GET /health with 200 and the documented JSON before the
+// sandbox goes on.
+func (sb *Sandbox) startLockServers(ctx context.Context) error {
+	if sb.cfg.LockServerCmd != "" {
+		sb.logDir = sb.cfg.LogDir
+		if sb.logDir == "" {
+			dir, err := os.MkdirTemp("", "locksim-lockservers-*")
+			if err != nil {
+				return fmt.Errorf("sim: lock server logs: %w", err)
+			}
+			sb.logDir, sb.tempLogs = dir, true
+		}
+	}
+	for i := range sb.cfg.LockServers {
+		slot := &serverSlot{name: component.Name(component.LockServer, i+1), addr: "127.0.0.1:0"}
+		sb.mu.Lock()
+		sb.servers = append(sb.servers, slot)
+		sb.mu.Unlock()
+		if sb.cfg.LockServerCmd != "" {
+			if err := sb.etcdProxies(slot); err != nil {
+				return err
+			}
+		}
+		r, addr, err := sb.startServer(ctx, slot, slot.addr)
+		if err != nil {
+			return err
+		}
+		sb.mu.Lock()
+		slot.run, slot.addr = r, addr
+		sb.mu.Unlock()
+		sb.net.Name(addr, slot.name)
+	}
+	if !sb.cfg.Custom() {
+		return nil
+	}
+	for _, slot := range sb.servers {
+		if err := sb.ready(ctx, slot, slot.run); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -184,32 +237,6 @@ func (sb *Sandbox) Started() time.Time { return sb.start }
 
 // Elapsed is the time since Started.
 func (sb *Sandbox) Elapsed() time.Duration { return time.Since(sb.start) }
-
-func (sb *Sandbox) startServer(ctx context.Context, slot *serverSlot) error {
-	dial := sb.net.Dialer(slot.name)
-	s, err := lockserver.New(lockserver.Config{
-		Name:        slot.name,
-		Endpoints:   sb.etcdURLs,
-		Listen:      slot.addr,
-		EtcdTimeout: sb.cfg.EtcdTimeout,
-		Unsafe:      sb.cfg.Unsafe,
-		APIKeys:     sb.keys,
-		RateLimit:   sb.cfg.RateLimit,
-		DialContext: func(ctx context.Context, addr string) (net.Conn, error) {
-			return dial(ctx, "tcp", addr)
-		},
-	})
-	if err != nil {
-		return err
-	}
-	if err := s.Start(ctx); err != nil {
-		return fmt.Errorf("%s: %w", slot.name, err)
-	}
-	slot.server = s
-	slot.addr = s.Addr()
-	sb.net.Name(slot.addr, slot.name)
-	return nil
-}
 
 // Close stops the clients and every component, in reverse order of start.
 // It is idempotent.
@@ -221,7 +248,12 @@ func (sb *Sandbox) Close() error {
 	}
 	sb.closed = true
 	sb.mu.Unlock()
+	sb.endLife()
+	sb.restarting.Wait()
 	sb.StopWorkload()
+	if sb.held != nil {
+		sb.held.close()
+	}
 
 	var errs []error
 	sb.mu.Lock()
@@ -232,10 +264,20 @@ func (sb *Sandbox) Close() error {
 	}
 	errs = append(errs, sb.closeBalancers()...)
 	for _, s := range servers {
-		if s.server != nil {
-			s.server.Resume()
-			errs = append(errs, s.server.Close())
+		sb.mu.Lock()
+		r := s.run
+		s.run = nil
+		sb.mu.Unlock()
+		if r != nil {
+			r.Resume()
+			errs = append(errs, r.Close())
 		}
+		for _, p := range s.proxies {
+			errs = append(errs, p.Close())
+		}
+	}
+	if sb.tempLogs {
+		errs = append(errs, os.RemoveAll(sb.logDir))
 	}
 	if sb.cluster != nil {
 		errs = append(errs, sb.cluster.Close())
@@ -358,15 +400,23 @@ func (sb *Sandbox) Balancer(name string) *loadbalancer.Balancer {
 // with one balancer).
 func (sb *Sandbox) VirtualAddress() *loadbalancer.VirtualAddress { return sb.vip }
 
-// LockServer returns the running lock server of that name (nil while crashed).
+// LockServer returns the running lock server of that name when it is
+// locksim's own (nil while crashed, and for a LockServerCmd or
+// LockServerFunc).
 func (sb *Sandbox) LockServer(name string) *lockserver.Server {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
 	if s := sb.slot(name); s != nil {
-		return s.server
+		if own, ok := s.run.(ownServer); ok {
+			return own.Server
+		}
 	}
 	return nil
 }
+
+// LogDir is where the processes of Config.LockServerCmd write their
+// standard output and error ("" for other lock servers).
+func (sb *Sandbox) LogDir() string { return sb.logDir }
 
 func hostPort(rawURL string) string {
 	u, err := url.Parse(rawURL)

@@ -24,7 +24,7 @@ type State struct {
 	Balancers   []BalancerState // a group of two or more, with their VRRP state
 	VIP         *VIPState       // the group's virtual address; nil with one balancer
 	Clients     []clients.State
-	Locks       map[string]lockserver.HeldLock // who holds each lock in etcd, by resource
+	Locks       map[string]lockserver.HeldLock // who holds each lock in etcd, by resource (as GET /locks/{id} answers, for a lock server not locksim's own)
 	Resources   []resource.State               // the counters touched so far, by name, then the untouched ones of the workload (zero)
 }
 
@@ -57,9 +57,7 @@ func (sb *Sandbox) State() State {
 	st.Links = links(members, sb.net.Links())
 	st.LockServers, st.Balancer, st.Balancers, st.VIP = sb.nodes()
 	st.Clients = sb.Clients()
-	if sb.observer != nil {
-		st.Locks = sb.observer.Held()
-	}
+	st.Locks = sb.heldLocks()
 	st.Resources = sb.resources()
 	return st
 }
@@ -86,20 +84,21 @@ func links(members []cluster.Link, network []faults.LinkState) []Link {
 func (sb *Sandbox) nodes() ([]Node, Node, []BalancerState, *VIPState) {
 	sb.mu.Lock()
 	servers := make([]Node, len(sb.servers))
-	running := make([]func() uint64, len(sb.servers))
+	running := make([]running, len(sb.servers))
 	for i, s := range sb.servers {
-		servers[i] = Node{Name: s.name, URL: "http://" + s.addr, Up: s.server != nil, Paused: s.paused}
-		if srv := s.server; srv != nil {
-			running[i] = func() uint64 { return uint64(max(0, srv.Stats().Requests)) }
-		}
+		servers[i] = Node{Name: s.name, URL: "http://" + s.addr, Up: s.run != nil, Paused: s.paused}
+		running[i] = s.run
 	}
 	sb.mu.Unlock()
-	inflight := map[string]int64{}
-	group, vip := sb.balancerStates(inflight)
+	inflight, sent := map[string]int64{}, map[string]uint64{}
+	group, vip := sb.balancerStates(inflight, sent)
 	for i := range servers {
 		servers[i].InFlight = inflight[servers[i].URL]
-		if f := running[i]; f != nil {
-			servers[i].Requests = f()
+		servers[i].Requests = sent[servers[i].URL] // what the balancers sent it, unless it counts itself
+		if r := running[i]; r != nil {
+			if n, ok := r.Requests(); ok {
+				servers[i].Requests = n
+			}
 		}
 	}
 	if vip == nil {

@@ -42,9 +42,7 @@ func (sb *Sandbox) Status() Status {
 			st.Term = max(st.Term, m.Term)
 		}
 	}
-	if sb.observer != nil {
-		st.HeldLocks = len(sb.observer.Held())
-	}
+	st.HeldLocks = len(sb.heldLocks())
 	if sb.vip != nil {
 		st.VIPOwner, _ = sb.vip.Owner()
 		if st.VIPOwner == "" {

@@ -319,7 +319,7 @@ function crossOut(g, p) {
 function renderNodes(f) {
   const nodes = [];
   for (const m of f.members || []) nodes.push({ name: m.name, state: !m.up ? 'down' : m.partitioned ? 'part' : '', text: !m.up ? 'crashed' : m.partitioned ? 'partitioned' : (m.role || (m.leader ? 'leader' : 'follower')), up: m.up });
-  for (const l of f.lockServers || []) nodes.push({ name: l.name, state: !l.up ? 'down' : l.paused ? 'paused' : '', text: !l.up ? 'crashed' : l.paused ? 'paused' : 'up', up: l.up });
+  for (const l of f.lockServers || []) nodes.push({ name: l.name, state: !l.up ? 'down' : l.paused ? 'paused' : '', text: !l.up ? 'crashed' : l.paused ? 'paused' : 'up', up: l.up, pausable: true, paused: !!l.paused });
   for (const b of f.balancers || []) {
     nodes.push({
       name: b.name, up: b.up, paused: b.paused, pausable: true,
@@ -337,9 +337,9 @@ function renderNodes(f) {
       html('td', {}, tr, n.name);
       html('td', { class: 'state' }, tr);
       html('button', { class: 'danger', 'data-action': 'crash', 'data-target': n.name }, html('td', {}, tr), 'crash');
-      const rt = html('td', {}, tr);
-      html('button', { 'data-action': 'restart', 'data-target': n.name }, rt, 'restart');
-      if (n.pausable) html('button', { class: 'pause', 'data-action': 'pause', 'data-target': n.name }, rt, 'pause');
+      html('button', { 'data-action': 'restart', 'data-target': n.name }, html('td', {}, tr), 'restart');
+      const pc = html('td', {}, tr);
+      if (n.pausable) html('button', { class: 'pause', 'data-action': 'pause', 'data-target': n.name }, pc, 'pause');
       html('input', { type: 'checkbox', 'data-group': 'a', 'data-node': n.name, 'aria-label': n.name + ' in group A' }, html('td', {}, tr));
       html('input', { type: 'checkbox', 'data-group': 'b', 'data-node': n.name, 'aria-label': n.name + ' in group B' }, html('td', {}, tr));
     }
@@ -354,11 +354,12 @@ function renderNodes(f) {
     tr.querySelector('[data-action=restart]').dataset.enabled = String(!n.up);
     const pb = tr.querySelector('button.pause');
     if (pb) {
-      // A running balancer can be paused: its button takes restart's place.
       const action = n.paused ? 'resume' : 'pause';
-      if (pb.dataset.action !== action) { pb.dataset.action = action; pb.textContent = action; }
-      pb.hidden = !n.up;
-      tr.querySelector('[data-action=restart]').hidden = !!n.up;
+      if (pb.dataset.action !== action) {
+        pb.dataset.action = action;
+        pb.textContent = action;
+      }
+      pb.dataset.enabled = String(!!n.up);
     }
   }
   applyReadOnly();
