@@ -55,6 +55,11 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 1m): request decoding,
 soak: build ## 10 minutes of seeded random faults with fencing on (scenarios/soak/soak-10m.yaml) into ./out
 	./locksim run --out out scenarios/soak/soak-10m.yaml
 
+MEMORY ?= 30m
+.PHONY: memory
+memory: ## `locksim up` with a busy workload and a viewer for MEMORY (default 30m): prints the live heap a minute, fails unless flat within ±20 %
+	LOCKSIM_MEMORY=$(MEMORY) $(GO) test -count=1 -timeout 0 -run TestUpMemoryStaysFlat -v . | grep -E 'memory_test|^(ok|FAIL|---)'
+
 .PHONY: bench
 bench: ## benchmarks: raw etcd vs lock server vs balancer vs haproxy vs etcd Mutex, failover, scale, checker (ARGS="--quick"; writes bench.json)
 	$(GO) run . bench --json bench.json $(ARGS)

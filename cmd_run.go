@@ -18,6 +18,8 @@ import (
 	"github.com/locksim/locksim/web"
 )
 
+// run is `locksim run`: its flags, then every file in turn. It is long
+// because it is the command's whole sequence, top to bottom.
 func (m *Main) run(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(m.Stderr)

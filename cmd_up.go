@@ -74,6 +74,7 @@ func (m *Main) up(ctx context.Context, args []string) int {
 
 // upConfig parses up's flags into the sandbox's Config; code >= 0 means
 // stop with that exit code. Every default is the sandbox's (sim.Defaults).
+// It is long because it is the list of up's flags.
 func (m *Main) upConfig(args []string) (sim.Config, upFlags, int) {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	fs.SetOutput(m.Stderr)

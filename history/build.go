@@ -74,6 +74,9 @@ func (m opMeta) String() string {
 // own interval. A write without a read is a blind write. A new read, an
 // acquire or a release by the same client on the resource ends the pairing
 // window (a renew does not).
+//
+// It is long because it is one pass over the history, whose rules read best
+// in the order listed above.
 func build(ops []Op) built {
 	order := make([]int, len(ops))
 	for i := range order {

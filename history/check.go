@@ -102,7 +102,9 @@ func (r Result) OK() bool {
 }
 
 // Check checks ops against the lock and resource models (see the package
-// documentation), partitioned by resource, within opts.Timeout.
+// documentation), partitioned by resource, within opts.Timeout. It is long
+// because it runs its phases in order: build the partitions, search them in
+// parallel, draw porcupine's view, explain what is violated.
 func Check(ops []Op, opts Options) Result {
 	start := time.Now()
 	timeout := opts.Timeout

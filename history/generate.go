@@ -49,7 +49,9 @@ func (c *GenConfig) defaults() {
 // cycles (acquire, read, optional renew, write, release) by simulated clients
 // against a simulated lease lock and a fenced counter. Each operation takes
 // effect at its call; operations of different clients overlap in time.
-// It is meant for benchmarks and property tests.
+// It is meant for benchmarks and property tests. It is long because it is
+// one simulation loop, the clients' cycles step by step, kept whole so that
+// what makes the history valid reads in one place.
 func Generate(cfg GenConfig) []Op {
 	cfg.defaults()
 	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))

@@ -114,7 +114,8 @@ func Config(sc *scenarios.Scenario, eff scenarios.Effective, seed int64) sim.Con
 
 // variant runs one variant of sc in a fresh sandbox: boot, play the
 // workload and the fault plan for the scenario's duration, settle (heal,
-// drain, resolve unknown outcomes from etcd), check and report.
+// drain, resolve unknown outcomes from etcd), check and report. It is long
+// because it is the one sequence of a run, step after step.
 func variant(ctx context.Context, sc *scenarios.Scenario, variant string, seed int64, opts Options) (*VariantReport, error) {
 	eff, err := sc.Resolve(variant)
 	if err != nil {

@@ -147,7 +147,8 @@ func yamlProblem(p *problems, err error, data []byte) {
 	p.add(line, "invalid YAML: %s", problem)
 }
 
-// scenario decodes the top level, filling defaults for absent keys.
+// scenario decodes the top level, filling defaults for absent keys. It is
+// long because it has one case per top-level key.
 func (d *decoder) scenario(root *yaml.Node, file string) *Scenario {
 	base := filepath.Base(file)
 	s := &Scenario{
