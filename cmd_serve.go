@@ -258,7 +258,7 @@ func (m *Main) serveLockServer(ctx context.Context, args []string) int {
 		err := lockserver.ProbeTLS(pctx, endpoints, etcdTLS)
 		cancel()
 		if err != nil {
-			return m.errorf("serve lockserver: %v", err)
+			return m.errorf("serve lockserver: %v (check --etcd-cacert, --etcd-cert and --etcd-key)", err)
 		}
 	}
 	if *rateLimit < 0 {
