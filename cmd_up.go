@@ -111,6 +111,13 @@ func (m *Main) upConfig(args []string) (sim.Config, upFlags, int) {
 	if fs.NArg() > 0 {
 		return sim.Config{}, fl, m.errorf("up: unexpected argument %q", fs.Arg(0))
 	}
+	for _, u := range splitList(*etcdURLs) {
+		if strings.HasPrefix(u, "https://") {
+			// TLS to etcd is `serve lockserver`'s (--etcd-cacert ...); the
+			// sandbox's clients would fail only as calls timing out.
+			return sim.Config{}, fl, m.errorf("up: --etcd %s: up has no TLS to etcd; run the lock servers with `locksim serve lockserver --etcd-cacert ...`", u)
+		}
+	}
 	if *lsCmd != "" {
 		if err := external.CheckCommand(*lsCmd); err != nil {
 			return sim.Config{}, fl, m.errorf("up: --lockserver-cmd: %v", err)

@@ -76,6 +76,12 @@ func TestServeBadFlags(t *testing.T) {
 	}
 }
 
+// TestUpRefusesHTTPSEtcd: `up` has no TLS to etcd, so an https:// etcd URL
+// is one line and exit 2, not a start that times out.
+func TestUpRefusesHTTPSEtcd(t *testing.T) {
+	requireBadInput(t, []string{"up", "--etcd", "https://127.0.0.1:2379", "--web", "off"}, "up has no TLS to etcd")
+}
+
 // requireBadInput runs the command line and asserts that it ends at once
 // with exit 2 and the single line want on stderr (the usage for a bare
 // "serve"), and that nothing listened.
