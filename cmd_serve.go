@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -151,6 +154,57 @@ func parseURLs(flagName, list string, https bool) ([]string, error) {
 	return urls, nil
 }
 
+// etcdTLSFlags checks the TLS flags against the etcd URLs and loads the
+// files: nil for http:// URLs without TLS flags. https:// URLs need the
+// CA (a missing one would fail only as etcd calls timing out); TLS flags
+// need https:// URLs (clientv3 would ignore them for http://).
+func etcdTLSFlags(endpoints []string, caFile, certFile, keyFile string) (*tls.Config, error) {
+	var https int
+	for _, ep := range endpoints {
+		if strings.HasPrefix(ep, "https://") {
+			https++
+		}
+	}
+	flags := caFile != "" || certFile != "" || keyFile != ""
+	switch {
+	case https > 0 && https < len(endpoints):
+		return nil, errors.New("--etcd mixes http:// and https:// URLs: the members serve one or the other")
+	case https == 0 && flags:
+		return nil, errors.New("--etcd-cacert, --etcd-cert and --etcd-key need https:// --etcd URLs")
+	case https == 0:
+		return nil, nil
+	case caFile == "":
+		return nil, errors.New("--etcd has https:// URLs: give --etcd-cacert, the CA certificate that signed the members' certificates")
+	case (certFile == "") != (keyFile == ""):
+		return nil, errors.New("--etcd-cert and --etcd-key go together")
+	}
+	pemCA, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--etcd-cacert: %w", err)
+	}
+	cfg := &tls.Config{RootCAs: x509.NewCertPool(), MinVersion: tls.VersionTLS12}
+	if !cfg.RootCAs.AppendCertsFromPEM(pemCA) {
+		return nil, fmt.Errorf("--etcd-cacert %s: no PEM certificate in it", caFile)
+	}
+	if certFile == "" {
+		return cfg, nil
+	}
+	pemCert, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("--etcd-cert: %w", err)
+	}
+	pemKey, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--etcd-key: %w", err)
+	}
+	pair, err := tls.X509KeyPair(pemCert, pemKey)
+	if err != nil {
+		return nil, fmt.Errorf("--etcd-cert %s and --etcd-key %s: %w", certFile, keyFile, err)
+	}
+	cfg.Certificates = []tls.Certificate{pair}
+	return cfg, nil
+}
+
 // registerProcessCollectors adds the Go runtime and process metrics, which
 // belong only to a process that runs one component.
 func registerProcessCollectors(reg *prometheus.Registry) {
@@ -161,7 +215,10 @@ func (m *Main) serveLockServer(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("serve lockserver", flag.ContinueOnError)
 	var (
 		common      = addCommonFlags(fs)
-		etcd        = fs.String("etcd", "", "etcd client URLs (plain http), comma-separated (required), e.g. http://10.0.0.1:2379,http://10.0.0.2:2379")
+		etcd        = fs.String("etcd", "", "etcd client URLs, comma-separated (required), e.g. http://10.0.0.1:2379,http://10.0.0.2:2379; https:// ones need --etcd-cacert")
+		etcdCA      = fs.String("etcd-cacert", "", "CA certificate (PEM) that signed the etcd members' certificates: TLS to etcd, with https:// --etcd URLs (etcdctl's --cacert)")
+		etcdCert    = fs.String("etcd-cert", "", "client certificate (PEM) for etcd members that require one (--client-cert-auth), with --etcd-key (etcdctl's --cert)")
+		etcdKey     = fs.String("etcd-key", "", "private key (PEM) of --etcd-cert (etcdctl's --key)")
 		name        = fs.String("name", "lockserver", "name in logs and in the /health body")
 		etcdTimeout = fs.Duration("etcd-timeout", 2*time.Second, "bound of each etcd call; a write without an answer by then is outcome_unknown")
 		authFile    = fs.String("auth-file", "", `API keys, one "KEY CLIENT_ID" per line (# comments); default: auth off`)
@@ -185,12 +242,24 @@ func (m *Main) serveLockServer(ctx context.Context, args []string) int {
 	if err != nil {
 		return m.errorf("serve lockserver: %v", err)
 	}
-	endpoints, err := parseURLs("etcd", *etcd, false)
+	endpoints, err := parseURLs("etcd", *etcd, true)
 	if err != nil {
 		return m.errorf("serve lockserver: %v", err)
 	}
 	if *etcdTimeout <= 0 {
 		return m.errorf("serve lockserver: --etcd-timeout must be positive, got %v", *etcdTimeout)
+	}
+	etcdTLS, err := etcdTLSFlags(endpoints, *etcdCA, *etcdCert, *etcdKey)
+	if err != nil {
+		return m.errorf("serve lockserver: %v", err)
+	}
+	if etcdTLS != nil {
+		pctx, cancel := context.WithTimeout(ctx, *etcdTimeout)
+		err := lockserver.ProbeTLS(pctx, endpoints, etcdTLS)
+		cancel()
+		if err != nil {
+			return m.errorf("serve lockserver: %v (check --etcd-cacert, --etcd-cert and --etcd-key)", err)
+		}
 	}
 	if *rateLimit < 0 {
 		return m.errorf("serve lockserver: --rate-limit must be >= 0, got %v", *rateLimit)
@@ -212,6 +281,7 @@ func (m *Main) serveLockServer(ctx context.Context, args []string) int {
 		Endpoints:   endpoints,
 		Listen:      *common.listen,
 		EtcdTimeout: *etcdTimeout,
+		TLS:         etcdTLS,
 		APIKeys:     keys,
 		RateLimit:   *rateLimit,
 		Recipe:      *recipe,
@@ -228,7 +298,8 @@ func (m *Main) serveLockServer(ctx context.Context, args []string) int {
 		return exitFailed
 	}
 	log.Info("serving", "component", "lockserver", "name", *name, "addr", s.Addr(),
-		"etcd", endpoints, "auth", len(keys) > 0, "rate_limit", *rateLimit)
+		"etcd", endpoints, "etcd_tls", etcdTLS != nil, "etcd_client_cert", *etcdCert != "",
+		"auth", len(keys) > 0, "rate_limit", *rateLimit)
 	fmt.Fprintln(m.Stdout, ListeningPrefix+s.URL())
 	return m.drain(ctx, log, *common.drainTimeout, s.Shutdown)
 }

@@ -97,7 +97,7 @@ func (m *Main) upConfig(args []string) (sim.Config, upFlags, int) {
 		pace        = fs.String("pace", d.Pace, "fast (Raft tick 10ms, election 100ms) or classroom (100ms/1000ms, TTL >= 10s, wait >= 5s, hold >= 2s, think >= 1s)")
 		etcdLog     = fs.String("etcd-log", "", "append etcd's logs to this file (default: discarded)")
 		dataDir     = fs.String("data-dir", "", "where etcd keeps its data (default: a temporary dir removed on exit)")
-		etcdURLs    = fs.String("etcd", "", "comma-separated client URLs of an external etcd cluster to use instead of the embedded members (member faults are then unavailable)")
+		etcdURLs    = fs.String("etcd", "", "comma-separated client URLs (http:// only) of an external etcd cluster to use instead of the embedded members (member faults are then unavailable)")
 		authFile    = fs.String("auth-file", "", "API keys, one \"KEY CLIENT_ID\" per line: the lock service then requires Authorization: Bearer KEY (simulated clients get keys of their own)")
 		rateLimit   = fs.Float64("rate-limit", 0, "per-client requests per second at each lock server (0 = unlimited; over it: 429)")
 		lsCmd       = fs.String("lockserver-cmd", "", "run every lock server as its own process of this command line instead of locksim's own: {listen} (host:port to serve on), {name} (lockserver-N), {etcd} (its etcd URLs)")
@@ -111,6 +111,13 @@ func (m *Main) upConfig(args []string) (sim.Config, upFlags, int) {
 	}
 	if fs.NArg() > 0 {
 		return sim.Config{}, fl, m.errorf("up: unexpected argument %q", fs.Arg(0))
+	}
+	for _, u := range splitList(*etcdURLs) {
+		if strings.HasPrefix(u, "https://") {
+			// TLS to etcd is `serve lockserver`'s (--etcd-cacert ...); the
+			// sandbox's clients would fail only as calls timing out.
+			return sim.Config{}, fl, m.errorf("up: --etcd %s: up has no TLS to etcd; run the lock servers with `locksim serve lockserver --etcd-cacert ...`", u)
+		}
 	}
 	if *lsCmd != "" {
 		if err := external.CheckCommand(*lsCmd); err != nil {

@@ -55,6 +55,9 @@ type Cluster struct {
 	nw      *network
 	proxies []*peerProxy
 	pki     *peerPKI
+	// clientPKI holds the client TLS files (from Start on; nil without
+	// Config.ClientTLS).
+	clientPKI *clientPKI
 	// direct (benchmarks only, set before Start): no proxies, no TLS; the
 	// members dial each other's listeners and no link fault has any effect.
 	direct bool
@@ -87,7 +90,7 @@ func New(cfg Config) (*Cluster, error) {
 	}
 	for i := range cfg.Members {
 		c.names = append(c.names, memberName(i))
-		c.members = append(c.members, &member{name: memberName(i)})
+		c.members = append(c.members, &member{name: memberName(i), clientTLS: cfg.ClientTLS})
 	}
 	if err := c.allocatePorts(); err != nil {
 		return nil, err
@@ -195,9 +198,15 @@ func (c *Cluster) prepareDirs() error {
 	if err != nil {
 		return err
 	}
+	var cpki *clientPKI
+	if c.cfg.ClientTLS {
+		if cpki, err = newClientPKI(filepath.Join(c.dir, clientTLSDir), c.cfg.Host, c.cfg.ClientCertAuth); err != nil {
+			return err
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.pki = pki
+	c.pki, c.clientPKI = pki, cpki
 	for _, m := range c.members {
 		m.dir = filepath.Join(c.dir, m.name)
 	}
@@ -289,6 +298,9 @@ func (c *Cluster) Close() error {
 			}
 			if c.pki != nil {
 				errs = append(errs, os.RemoveAll(c.pki.dir))
+			}
+			if c.clientPKI != nil {
+				errs = append(errs, os.RemoveAll(c.clientPKI.dir))
 			}
 		}
 		c.closeLogs()

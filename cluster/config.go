@@ -31,6 +31,8 @@ var (
 	ErrNoData = errors.New("cluster: member has no data to restart from")
 	// ErrInvalidConfig: Config failed validation in New.
 	ErrInvalidConfig = errors.New("cluster: invalid config")
+	// ErrNoClientTLS: ClientTLSFiles asked of a cluster without Config.ClientTLS.
+	ErrNoClientTLS = errors.New("cluster: client TLS is off")
 )
 
 // Config describes the cluster. The zero value is valid: New fills the
@@ -66,6 +68,15 @@ type Config struct {
 	// Seed seeds the jitter of delays (SetDelay). Default 0, a fixed seed
 	// like any other.
 	Seed int64
+	// ClientTLS serves every member's client URL over TLS (https://, etcd's
+	// --cert-file/--key-file) with a server certificate for Host, signed by
+	// a CA that Start makes for this cluster's clients (ClientTLSFiles).
+	// Default false: plain http://.
+	ClientTLS bool
+	// ClientCertAuth (with ClientTLS) makes the members require a client
+	// certificate signed by that CA (etcd's --client-cert-auth); Start makes
+	// one for the clients (ClientTLSFiles). Default false.
+	ClientCertAuth bool
 }
 
 const maxMembers = 9
@@ -104,6 +115,8 @@ func (cfg Config) validate() error {
 		return fmt.Errorf("%w: QuotaBackendBytes=%d is negative", ErrInvalidConfig, cfg.QuotaBackendBytes)
 	case cfg.ReadyTimeout < 0:
 		return fmt.Errorf("%w: ReadyTimeout=%v is negative", ErrInvalidConfig, cfg.ReadyTimeout)
+	case cfg.ClientCertAuth && !cfg.ClientTLS:
+		return fmt.Errorf("%w: ClientCertAuth needs ClientTLS", ErrInvalidConfig)
 	}
 	return nil
 }

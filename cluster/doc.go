@@ -104,6 +104,27 @@
 // followers (leader's messages delayed) or the leader (CheckQuorum, answers
 // delayed) time out and triggers elections.
 //
+// # Client TLS
+//
+// By default the members serve their client URLs in plain http://. With
+// Config.ClientTLS they serve https:// only, with one server certificate for
+// Config.Host signed by a CA that Start makes for the cluster's clients (not
+// the peer CA: a client certificate never passes a peer proxy). With
+// Config.ClientCertAuth they also require a client certificate signed by
+// that CA, and Start makes one. ClientTLSFiles returns the PEM files (what
+// etcdctl takes as --cacert, --cert and --key); their TLSConfig is the
+// clientv3 client's:
+//
+//	c, _ := cluster.New(cluster.Config{ClientTLS: true, ClientCertAuth: true})
+//	_ = c.Start(ctx)
+//	files, _ := c.ClientTLSFiles()
+//	tlsCfg, _ := files.TLSConfig()
+//	cli, _ := clientv3.New(clientv3.Config{Endpoints: c.ClientURLs(), TLS: tlsCfg})
+//
+// A client without the CA, or without the certificate when one is required,
+// fails its TLS handshake; clientv3 reports that only as the deadline of
+// each call passing.
+//
 // # Status and leader
 //
 // Status reads each running member's own view (Lead, Term, CommittedIndex,

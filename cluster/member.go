@@ -21,6 +21,7 @@ type member struct {
 	peerPort   int
 	listenPort int
 	clientPort int
+	clientTLS  bool   // the client URL is https (Config.ClientTLS)
 	id         uint64 // Raft member ID, learnt after the first start; guarded by Cluster.mu
 
 	// etcd is the running instance, nil while down; guarded by Cluster.mu.
@@ -37,7 +38,12 @@ func (m *member) peerURL(host string) string {
 	return "https://" + hostPort(host, m.peerPort)
 }
 func (m *member) listenPeerURL(host string) string { return httpURL(host, m.listenPort) }
-func (m *member) clientURL(host string) string     { return httpURL(host, m.clientPort) }
+func (m *member) clientURL(host string) string {
+	if m.clientTLS {
+		return "https://" + hostPort(host, m.clientPort)
+	}
+	return httpURL(host, m.clientPort)
+}
 
 // hasData reports whether the member's data dir holds a WAL to restart from.
 func (m *member) hasData() bool {
@@ -78,6 +84,9 @@ func (c *Cluster) embedConfig(m *member, state string) (*embed.Config, error) {
 	cfg.InitialCluster = c.initialCluster()
 	if !c.direct {
 		cfg.PeerTLSInfo = c.pki.tlsInfo(m.name)
+	}
+	if c.clientPKI != nil {
+		cfg.ClientTLSInfo = c.clientPKI.serverInfo()
 	}
 	cfg.InitialClusterToken = "locksim"
 	cfg.ClusterState = state

@@ -83,14 +83,7 @@ func newPeerPKI(dir, host string, names []string) (*peerPKI, error) {
 		if err != nil {
 			return nil, err
 		}
-		der, err := x509.MarshalECPrivateKey(key)
-		if err != nil {
-			return nil, fmt.Errorf("cluster: peer certificates: %w", err)
-		}
-		if err := writePEM(p.certFile(name), "CERTIFICATE", cert.Raw); err != nil {
-			return nil, err
-		}
-		if err := writePEM(p.keyFile(name), "EC PRIVATE KEY", der); err != nil {
+		if err := writeKeyPair(p.certFile(name), p.keyFile(name), cert, key); err != nil {
 			return nil, err
 		}
 	}
@@ -115,11 +108,11 @@ func (p *peerPKI) tlsInfo(name string) transport.TLSInfo {
 func newCert(parent *x509.Certificate, parentKey *ecdsa.PrivateKey, tmpl *x509.Certificate) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, fmt.Errorf("cluster: peer certificates: %w", err)
+		return nil, nil, fmt.Errorf("cluster: certificates: %w", err)
 	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	if err != nil {
-		return nil, nil, fmt.Errorf("cluster: peer certificates: %w", err)
+		return nil, nil, fmt.Errorf("cluster: certificates: %w", err)
 	}
 	tmpl.SerialNumber = serial
 	tmpl.NotBefore = time.Now().Add(-time.Hour)
@@ -129,19 +122,31 @@ func newCert(parent *x509.Certificate, parentKey *ecdsa.PrivateKey, tmpl *x509.C
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
 	if err != nil {
-		return nil, nil, fmt.Errorf("cluster: peer certificates: %w", err)
+		return nil, nil, fmt.Errorf("cluster: certificates: %w", err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, nil, fmt.Errorf("cluster: peer certificates: %w", err)
+		return nil, nil, fmt.Errorf("cluster: certificates: %w", err)
 	}
 	return cert, key, nil
+}
+
+// writeKeyPair writes cert and its private key as PEM files.
+func writeKeyPair(certFile, keyFile string, cert *x509.Certificate, key *ecdsa.PrivateKey) error {
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("cluster: certificates: %w", err)
+	}
+	if err := writePEM(certFile, "CERTIFICATE", cert.Raw); err != nil {
+		return err
+	}
+	return writePEM(keyFile, "EC PRIVATE KEY", der)
 }
 
 func writePEM(path, typ string, der []byte) error {
 	data := pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
 	if err := os.WriteFile(path, data, 0o600); err != nil {
-		return fmt.Errorf("cluster: peer certificates: %w", err)
+		return fmt.Errorf("cluster: certificates: %w", err)
 	}
 	return nil
 }

@@ -120,6 +120,16 @@
 // layout both sides use is the constants LockPrefix, InfoPrefix,
 // WaiterPrefix and ReleasedPrefix.
 //
+// Config.TLS is the etcd client's TLS config, for members that serve their
+// client URLs over https:// (the CA that signed their certificates and, if
+// they require one, this server's client certificate); NewObserver takes the
+// same. Both refuse a TLS config with an http:// endpoint, which clientv3
+// would reach in plain text. A refused handshake shows only as etcd calls
+// timing out (503 unavailable), so ProbeTLS checks a TLS config against the
+// members once, before serving: it names the member and the TLS error
+// (unknown authority, certificate required, not TLS at all) and stays
+// silent about members it cannot reach.
+//
 // Config.Unsafe = UnsafeCheckThenSet swaps acquire for a broken
 // read-then-write (a negative control the checker must catch).
 //

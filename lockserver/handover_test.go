@@ -271,7 +271,7 @@ func TestObserverSeesAHandOverAsAnEndAndAGrant(t *testing.T) {
 	_, c := startServer(t, te, nil)
 	ctx := t.Context()
 	start := time.Now()
-	o, err := NewObserver(ctx, []string{te.url}, func() time.Duration { return time.Since(start) })
+	o, err := NewObserver(ctx, []string{te.url}, nil, func() time.Duration { return time.Since(start) })
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, o.Close()) })
 

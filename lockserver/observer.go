@@ -2,6 +2,7 @@ package lockserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"maps"
 	"strings"
@@ -67,14 +68,19 @@ type RecordedGrant struct {
 const observerDialTimeout = 5 * time.Second
 
 // NewObserver reads the current lock records and receipts from etcd at
-// endpoints and then watches them until Close. now is the clock of the
-// times it reports (e.g. the time since a sandbox started). ctx bounds only
-// the initial read.
-func NewObserver(ctx context.Context, endpoints []string, now func() time.Duration) (*Observer, error) {
+// endpoints and then watches them until Close. tlsCfg is its client's TLS
+// config, as Config.TLS (nil: none). now is the clock of the times it
+// reports (e.g. the time since a sandbox started). ctx bounds only the
+// initial read.
+func NewObserver(ctx context.Context, endpoints []string, tlsCfg *tls.Config, now func() time.Duration) (*Observer, error) {
+	if err := checkTLSEndpoints(endpoints, tlsCfg); err != nil {
+		return nil, err
+	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,
 		DialTimeout: 2 * time.Second,
 		Logger:      zap.NewNop(),
+		TLS:         tlsCfg,
 	})
 	if err != nil {
 		return nil, err

@@ -21,7 +21,7 @@ func TestObserverSeesGrantsReleasesAndExpiries(t *testing.T) {
 	require.NoError(t, err)
 
 	start := time.Now()
-	o, err := NewObserver(ctx, []string{te.url}, func() time.Duration { return time.Since(start) })
+	o, err := NewObserver(ctx, []string{te.url}, nil, func() time.Duration { return time.Since(start) })
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, o.Close()) })
 	assert.Equal(t, pre.FencingToken, o.Held()["pre"].FencingToken, "a lock held before the Observer started")
@@ -82,7 +82,7 @@ func TestObserverForgetsOldRecords(t *testing.T) {
 	_, c := startServer(t, te, nil)
 	ctx := t.Context()
 	var clock atomic.Int64
-	o, err := NewObserver(ctx, []string{te.url}, func() time.Duration { return time.Duration(clock.Load()) })
+	o, err := NewObserver(ctx, []string{te.url}, nil, func() time.Duration { return time.Duration(clock.Load()) })
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, o.Close()) })
 	o.Retain(10 * time.Second)
@@ -117,7 +117,7 @@ func TestObserverResyncAfterALostWatch(t *testing.T) {
 	_, c := startServer(t, te, nil)
 	ctx := t.Context()
 	var clock atomic.Int64
-	o, err := NewObserver(ctx, []string{te.url}, func() time.Duration { return time.Duration(clock.Load()) })
+	o, err := NewObserver(ctx, []string{te.url}, nil, func() time.Duration { return time.Duration(clock.Load()) })
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, o.Close()) })
 	_, err = c.Acquire(ctx, "kept", 30*time.Second, 0)

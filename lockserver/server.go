@@ -2,6 +2,7 @@ package lockserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +34,13 @@ type Config struct {
 	// EtcdTimeout bounds each etcd call; a write that does not answer within it
 	// is reported as outcome_unknown. Default 2s.
 	EtcdTimeout time.Duration
+	// TLS, when set, is the etcd client's TLS config (clientv3.Config.TLS):
+	// RootCAs holds the CA that signed the members' certificates and, for
+	// members that require client certificates (etcd's --client-cert-auth),
+	// Certificates this server's. Every endpoint must then be https://.
+	// Default nil: no TLS of locksim's own (an https:// endpoint is then
+	// verified against the system's CAs).
+	TLS *tls.Config
 	// DialContext, when set, dials every connection of the etcd client, so a
 	// sandbox can cut or delay the lock server <-> etcd links.
 	DialContext func(ctx context.Context, addr string) (net.Conn, error)
@@ -154,6 +162,9 @@ func New(cfg Config) (*Server, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, errors.New("lockserver: Config.Endpoints is required")
 	}
+	if err := checkTLSEndpoints(cfg.Endpoints, cfg.TLS); err != nil {
+		return nil, err
+	}
 	if cfg.Unsafe != "" && cfg.Unsafe != UnsafeCheckThenSet {
 		return nil, fmt.Errorf("lockserver: unknown Config.Unsafe mode %q (want %q or empty)", cfg.Unsafe, UnsafeCheckThenSet)
 	}
@@ -230,6 +241,7 @@ func (s *Server) Start(ctx context.Context) error {
 		DialKeepAliveTime:    10 * time.Second,
 		DialKeepAliveTimeout: 3 * time.Second,
 		Logger:               zap.NewNop(),
+		TLS:                  s.cfg.TLS,
 		Context:              s.ctx,
 		DialOptions:          []grpc.DialOption{grpc.WithChainUnaryInterceptor(retryNoLeader)},
 	}

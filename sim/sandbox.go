@@ -175,7 +175,7 @@ func (sb *Sandbox) Start(ctx context.Context) (err error) {
 	if err := sb.startBalancers(ctx); err != nil {
 		return err
 	}
-	obs, err := lockserver.NewObserver(ctx, sb.etcdURLs, sb.Elapsed)
+	obs, err := lockserver.NewObserver(ctx, sb.etcdURLs, nil, sb.Elapsed)
 	if err != nil {
 		return err
 	}
