@@ -38,14 +38,32 @@ const (
 	DefaultHealthTimeout  = time.Second
 	DefaultRise           = 2
 	DefaultFall           = 3
+	DefaultMode           = ModeHTTP
 
 	dialTimeout = 2 * time.Second
+)
+
+// Modes accepted by [Config].Mode.
+const (
+	// ModeHTTP parses every request: it can retry a request whose
+	// connection was refused, answer 502 outcome_unknown or 503 unavailable
+	// itself, and count answers by status (HAProxy's "mode http").
+	ModeHTTP = "http"
+	// ModeTCP balances connections and copies their bytes without parsing
+	// them (HAProxy's "mode tcp"); see tcp.go.
+	ModeTCP = "tcp"
 )
 
 // Config configures a [Balancer]. Zero fields take the documented defaults.
 type Config struct {
 	// Listen is the address Start listens on. Default "127.0.0.1:0".
 	Listen string
+	// Mode is "http" (default) or "tcp".
+	Mode string
+	// AdminListen, when set, is a second address on which Start serves
+	// MetricsPath and CheckPath (and nothing else), in either mode: in tcp
+	// mode the only way to reach them. Default: none.
+	AdminListen string
 	// Backends are the lock servers' base URLs, e.g. "http://127.0.0.1:4001".
 	// At least one is required.
 	Backends []string
@@ -65,10 +83,14 @@ type Config struct {
 	// connections of proxied requests) that take an up backend down.
 	// Default 3.
 	Fall int
-	// Transport carries proxied requests and health checks. Default: an
-	// *http.Transport that ignores proxy environment variables, keeps up to
-	// 512 idle connections per backend and dials with a 2s timeout.
+	// Transport carries proxied requests (http mode) and health checks.
+	// Default: an *http.Transport that ignores proxy environment variables,
+	// keeps up to 512 idle connections per backend and dials with Dial.
 	Transport http.RoundTripper
+	// Dial connects to a backend's host:port: every client connection of
+	// tcp mode, and the default Transport's connections. Default: a
+	// net.Dialer with a 2s timeout.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Now stamps health checks. Default time.Now.
 	Now func() time.Time
 }
@@ -99,6 +121,7 @@ type Balancer struct {
 	picker   Picker
 	handler  http.Handler
 	attempts sync.Pool // *attempt
+	buffers  *bufferPool
 	metrics  *metrics
 	pause    gate
 
@@ -106,7 +129,10 @@ type Balancer struct {
 	started bool
 	closed  bool
 	ln      net.Listener
-	srv     *http.Server
+	srv     *http.Server // http mode
+	admin   *http.Server // on AdminListen
+	adminLn net.Listener
+	pipes   map[*pipe]struct{} // tcp mode: open connections
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup // serve and health goroutines
 	conns   sync.WaitGroup // server connections, see Close
@@ -116,6 +142,7 @@ type Balancer struct {
 // backend is one lock server with its proxy, health and counters.
 type backend struct {
 	url       string
+	addr      string // host:port
 	healthURL string
 	header    []string // value of X-Locksim-Backend, shared read-only
 	proxy     *httputil.ReverseProxy
@@ -143,10 +170,9 @@ func New(cfg Config) (*Balancer, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Balancer{cfg: cfg, picker: picker, closeCh: make(chan struct{})}
-	pool := newBufferPool()
+	b := &Balancer{cfg: cfg, picker: picker, closeCh: make(chan struct{}), pipes: map[*pipe]struct{}{}, buffers: newBufferPool()}
 	for _, raw := range cfg.Backends {
-		be, err := newBackend(raw, cfg, pool, &b.pause)
+		be, err := newBackend(raw, cfg, b.buffers, &b.pause)
 		if err != nil {
 			return nil, err
 		}
@@ -170,6 +196,12 @@ func (c *Config) fill() error {
 	}
 	if c.Policy == "" {
 		c.Policy = PolicyRoundRobin
+	}
+	if c.Mode == "" {
+		c.Mode = DefaultMode
+	}
+	if c.Mode != ModeHTTP && c.Mode != ModeTCP {
+		return fmt.Errorf("%w: unknown mode %q (want %q or %q)", ErrInvalidConfig, c.Mode, ModeHTTP, ModeTCP)
 	}
 	if c.HealthPath == "" {
 		c.HealthPath = DefaultHealthPath
@@ -195,8 +227,11 @@ func (c *Config) fill() error {
 	if c.Rise < 0 || c.Fall < 0 {
 		return fmt.Errorf("%w: negative rise or fall", ErrInvalidConfig)
 	}
+	if c.Dial == nil {
+		c.Dial = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	}
 	if c.Transport == nil {
-		c.Transport = newTransport()
+		c.Transport = newTransport(c.Dial)
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -205,13 +240,10 @@ func (c *Config) fill() error {
 	return nil
 }
 
-func newTransport() *http.Transport {
+func newTransport(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Transport {
 	return &http.Transport{
-		Proxy: nil, // never the environment's proxy: backends are local
-		DialContext: (&net.Dialer{
-			Timeout:   dialTimeout,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
+		Proxy:               nil, // never the environment's proxy: backends are local
+		DialContext:         dial,
 		MaxIdleConns:        0, // no global limit
 		MaxIdleConnsPerHost: 512,
 		IdleConnTimeout:     90 * time.Second,
@@ -230,8 +262,13 @@ func newBackend(raw string, cfg Config, pool *bufferPool, pause *gate) (*backend
 		return nil, fmt.Errorf("%w: backend %q: query or fragment not allowed", ErrInvalidConfig, raw)
 	}
 	base := strings.TrimSuffix(u.String(), "/")
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
+	}
 	be := &backend{
 		url:       base,
+		addr:      addr,
 		healthURL: base + cfg.HealthPath,
 		header:    []string{base},
 	}
@@ -249,8 +286,9 @@ func newBackend(raw string, cfg Config, pool *bufferPool, pause *gate) (*backend
 	return be, nil
 }
 
-// Start listens on Listen, serves the proxy and starts the health checks.
-// ctx bounds the start only; the balancer then runs until Close.
+// Start listens on Listen (and AdminListen), serves the proxy and starts
+// the health checks. ctx bounds the start only; the balancer then runs
+// until Close.
 func (b *Balancer) Start(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -265,21 +303,26 @@ func (b *Balancer) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("loadbalancer: listen %s: %w", b.cfg.Listen, err)
 	}
+	var adminLn net.Listener
+	if b.cfg.AdminListen != "" {
+		if adminLn, err = lc.Listen(ctx, "tcp", b.cfg.AdminListen); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("loadbalancer: listen %s (admin): %w", b.cfg.AdminListen, err)
+		}
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	b.started, b.ln, b.cancel = true, ln, cancel
-	b.srv = &http.Server{
-		Handler:           b.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          discardLog,
-		// Requests in flight are cancelled by Close.
-		BaseContext: func(net.Listener) context.Context { return runCtx },
-		ConnState:   b.trackConn,
+	if b.cfg.Mode == ModeTCP {
+		b.wg.Go(func() { b.acceptTCP(runCtx, ln) })
+	} else {
+		b.srv = b.newServer(runCtx, b.handler)
+		b.wg.Go(func() { _ = b.srv.Serve(ln) }) // returns http.ErrServerClosed on Close
 	}
-	b.wg.Add(1 + len(b.backends))
-	go func() {
-		defer b.wg.Done()
-		_ = b.srv.Serve(ln) // returns http.ErrServerClosed on Close
-	}()
+	if adminLn != nil {
+		b.admin, b.adminLn = b.newServer(runCtx, http.HandlerFunc(b.serveAdmin)), adminLn
+		b.wg.Go(func() { _ = b.admin.Serve(adminLn) })
+	}
+	b.wg.Add(len(b.backends))
 	for _, be := range b.backends {
 		go func() {
 			defer b.wg.Done()
@@ -287,6 +330,18 @@ func (b *Balancer) Start(ctx context.Context) error {
 		}()
 	}
 	return nil
+}
+
+// newServer is an http.Server for h whose requests are cancelled by Close
+// and whose connections Close waits for.
+func (b *Balancer) newServer(runCtx context.Context, h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          discardLog,
+		BaseContext:       func(net.Listener) context.Context { return runCtx },
+		ConnState:         b.trackConn,
+	}
 }
 
 // trackConn counts the server's connections so that Close can wait for
@@ -315,17 +370,25 @@ func (b *Balancer) Close() error {
 		return nil
 	}
 	b.closed = true
-	srv, cancel := b.srv, b.cancel
+	ln, srv, admin, cancel := b.ln, b.srv, b.admin, b.cancel
 	b.mu.Unlock()
 	// A paused balancer's requests see their context cancelled below and
 	// give up; the gate itself stays as it is.
 
 	var err error
-	if srv != nil {
-		err = srv.Close() // drop every client connection first, like a crash
-		cancel()          // then cancel requests in flight and health checks
-		b.wg.Wait()       // Serve has returned: no more conns.Add
-		b.conns.Wait()    // every handler has returned
+	if cancel != nil {
+		if srv != nil {
+			err = srv.Close() // drop every client connection first, like a crash
+		} else if cerr := ln.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+			err = cerr
+		}
+		if admin != nil {
+			_ = admin.Close()
+		}
+		b.closePipes() // tcp mode: every client and backend connection
+		cancel()       // then cancel requests in flight and health checks
+		b.wg.Wait()    // Serve and accept have returned: no more conns.Add
+		b.conns.Wait() // every handler and pipe has returned
 	}
 	if ci, ok := b.cfg.Transport.(interface{ CloseIdleConnections() }); ok {
 		ci.CloseIdleConnections()
@@ -346,6 +409,20 @@ func (b *Balancer) Addr() string {
 	}
 	return b.ln.Addr().String()
 }
+
+// AdminAddr returns the address of AdminListen's listener ("" before Start
+// or without one).
+func (b *Balancer) AdminAddr() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.adminLn == nil {
+		return ""
+	}
+	return b.adminLn.Addr().String()
+}
+
+// Mode returns the balancer's mode, "http" or "tcp".
+func (b *Balancer) Mode() string { return b.cfg.Mode }
 
 // URL returns "http://" + Addr() ("" before Start).
 func (b *Balancer) URL() string {
