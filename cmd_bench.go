@@ -24,7 +24,7 @@ func (m *Main) bench(ctx context.Context, args []string) int {
 		only     = fs.String("only", "", "comma-separated suites to run: "+strings.Join(bench.Suites, ","))
 		fsync    = fs.Bool("fsync", false, "make etcd fsync its WAL (off by default, like the sandbox)")
 		quick    = fs.Bool("quick", false, "a smoke run of every suite in seconds (not a measurement)")
-		haproxy  = fs.String("haproxy", "haproxy", "haproxy binary for the haproxy suite (skipped when missing)")
+		haproxy  = fs.String("haproxy", "haproxy", "haproxy binary for the haproxy and haproxy-tcp suites (skipped when missing)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return exitBadInput

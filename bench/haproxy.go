@@ -22,6 +22,7 @@ func formatRow(r Row) string {
 
 // haproxyProc is a haproxy child process in front of the lock servers.
 type haproxyProc struct {
+	mode string // "http" or "tcp"
 	cmd  *exec.Cmd
 	dir  string
 	url  string
@@ -29,17 +30,22 @@ type haproxyProc struct {
 	out  lockedWriter // haproxy's stdout and stderr
 }
 
-// HAProxyConfig is the design's haproxy configuration: round robin over the
-// backends (host:port), an HTTP health check GET /health every 2 s.
-func HAProxyConfig(listen string, backends []string) string {
+// HAProxyConfig is the design's haproxy configuration in mode "http" or
+// "tcp": round robin over the backends (host:port), an HTTP health check
+// GET /health every 2 s. In mode tcp haproxy balances connections and
+// copies their bytes, as our balancer's tcp mode does.
+func HAProxyConfig(mode, listen string, backends []string) string {
 	var b strings.Builder
+	keepAlive := ""
+	if mode == "http" {
+		keepAlive = "    option http-keep-alive\n"
+	}
 	fmt.Fprintf(&b, `global
     maxconn 8192
 
 defaults
-    mode http
-    option http-keep-alive
-    timeout connect 2s
+    mode %s
+%s    timeout connect 2s
     timeout client 60s
     timeout server 60s
 
@@ -50,14 +56,14 @@ frontend locks
 backend lockservers
     balance roundrobin
     option httpchk GET /health
-`, listen)
+`, mode, keepAlive, listen)
 	for i, be := range backends {
 		fmt.Fprintf(&b, "    server lockserver-%d %s check inter 2s\n", i+1, strings.TrimPrefix(be, "http://"))
 	}
 	return b.String()
 }
 
-func startHAProxy(ctx context.Context, path string, backends []string) (*haproxyProc, error) {
+func startHAProxy(ctx context.Context, path, mode string, backends []string) (*haproxyProc, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -68,11 +74,11 @@ func startHAProxy(ctx context.Context, path string, backends []string) (*haproxy
 	}
 	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	cfgPath := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(cfgPath, []byte(HAProxyConfig(listen, backends)), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(HAProxyConfig(mode, listen, backends)), 0o600); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	h := &haproxyProc{dir: dir, url: "http://" + listen, done: make(chan struct{})}
+	h := &haproxyProc{mode: mode, dir: dir, url: "http://" + listen, done: make(chan struct{})}
 	h.cmd = exec.Command(path, "-db", "-q", "-f", cfgPath)
 	h.cmd.Stdout, h.cmd.Stderr = &h.out, &h.out
 	if err := h.cmd.Start(); err != nil {
@@ -115,6 +121,14 @@ func (h *haproxyProc) output() string {
 	h.out.mu.Lock()
 	defer h.out.mu.Unlock()
 	return h.out.b.String()
+}
+
+// pid is haproxy's process id (0 when it has none).
+func (h *haproxyProc) pid() int {
+	if h == nil || h.cmd.Process == nil {
+		return 0
+	}
+	return h.cmd.Process.Pid
 }
 
 // Close kills haproxy and waits for it.

@@ -45,13 +45,27 @@ func (env *benchEnv) cycler(name string) cycler {
 		return httpCycler{env: env, base: "http://" + env.servers[0].Addr()}
 	case Balancer:
 		return httpCycler{env: env, base: env.lb.URL()}
-	case HAProxy:
-		if env.haproxy == nil {
+	case BalancerTCP:
+		return httpCycler{env: env, base: env.lbTCP.URL()}
+	case HAProxy, HAProxyTCP:
+		h := env.haproxyFor(name)
+		if h == nil {
 			return nil
 		}
-		return httpCycler{env: env, base: env.haproxy.url}
+		return httpCycler{env: env, base: h.url}
 	case Mutex:
 		return mutexCycler{env}
+	}
+	return nil
+}
+
+// haproxyFor returns the haproxy process of path name (nil for none).
+func (env *benchEnv) haproxyFor(name string) *haproxyProc {
+	switch name {
+	case HAProxy:
+		return env.haproxy
+	case HAProxyTCP:
+		return env.haproxyTCP
 	}
 	return nil
 }
