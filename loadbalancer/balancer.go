@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"strings"
 	"sync"
@@ -83,13 +82,14 @@ type Config struct {
 	// connections of proxied requests) that take an up backend down.
 	// Default 3.
 	Fall int
-	// Transport carries proxied requests (http mode) and health checks.
-	// Default: an *http.Transport that ignores proxy environment variables,
-	// keeps up to 512 idle connections per backend and dials with Dial.
+	// Transport carries the health checks. Default: an *http.Transport that
+	// ignores proxy environment variables, keeps up to 512 idle connections
+	// per backend and dials with Dial.
 	Transport http.RoundTripper
-	// Dial connects to a backend's host:port: every client connection of
-	// tcp mode, and the default Transport's connections. Default: a
-	// net.Dialer with a 2s timeout.
+	// Dial connects to a backend's host:port: the http mode's connections
+	// for proxied requests (kept alive, up to 512 idle per backend), every
+	// client connection of the tcp mode, and the default Transport's
+	// connections. Default: a net.Dialer with a 2s timeout.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Now stamps health checks. Default time.Now.
 	Now func() time.Time
@@ -120,8 +120,9 @@ type Balancer struct {
 	backends []*backend
 	picker   Picker
 	handler  http.Handler
-	attempts sync.Pool // *attempt
-	buffers  *bufferPool
+	attempts sync.Pool      // *attempt
+	buffers  *bufferPool    // copy buffers
+	upstream sync.WaitGroup // the http mode's connection watchers
 	metrics  *metrics
 	pause    gate
 
@@ -144,8 +145,10 @@ type backend struct {
 	url       string
 	addr      string // host:port
 	healthURL string
+	host      string   // the Host header of proxied requests
+	prefix    string   // the backend URL's path, prepended to requests'
 	header    []string // value of X-Locksim-Backend, shared read-only
-	proxy     *httputil.ReverseProxy
+	pool      *upPool  // http mode: kept-alive connections
 
 	up       atomic.Bool
 	requests atomic.Uint64
@@ -172,7 +175,7 @@ func New(cfg Config) (*Balancer, error) {
 	}
 	b := &Balancer{cfg: cfg, picker: picker, closeCh: make(chan struct{}), pipes: map[*pipe]struct{}{}, buffers: newBufferPool()}
 	for _, raw := range cfg.Backends {
-		be, err := newBackend(raw, cfg, b.buffers, &b.pause)
+		be, err := newBackend(raw, cfg, &b.upstream)
 		if err != nil {
 			return nil, err
 		}
@@ -250,7 +253,7 @@ func newTransport(dial func(ctx context.Context, network, addr string) (net.Conn
 	}
 }
 
-func newBackend(raw string, cfg Config, pool *bufferPool, pause *gate) (*backend, error) {
+func newBackend(raw string, cfg Config, watchers *sync.WaitGroup) (*backend, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%w: backend %q: %w", ErrInvalidConfig, raw, err)
@@ -266,23 +269,21 @@ func newBackend(raw string, cfg Config, pool *bufferPool, pause *gate) (*backend
 	if u.Port() == "" {
 		addr = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
 	}
+	serverName := ""
+	if u.Scheme == "https" {
+		serverName = u.Hostname()
+	}
 	be := &backend{
 		url:       base,
 		addr:      addr,
+		host:      u.Host,
+		prefix:    strings.TrimSuffix(u.Path, "/"),
 		healthURL: base + cfg.HealthPath,
 		header:    []string{base},
+		pool:      newUpPool(addr, serverName, cfg.Dial, watchers),
 	}
 	be.up.Store(true)
 	be.health.up = true
-	be.proxy = &httputil.ReverseProxy{
-		Rewrite:      rewriteTo(u),
-		Transport:    cfg.Transport,
-		BufferPool:   pool,
-		ErrorHandler: recordError,
-		ErrorLog:     discardLog,
-		// A paused balancer holds the answer it got until resumed.
-		ModifyResponse: func(resp *http.Response) error { return pause.check(resp.Request.Context()) },
-	}
 	return be, nil
 }
 
@@ -357,10 +358,10 @@ func (b *Balancer) trackConn(_ net.Conn, s http.ConnState) {
 	}
 }
 
-// Close stops the balancer abruptly: it closes the listener and every
-// client connection, cancels requests in flight and stops the health
-// checks. It returns when all of the balancer's goroutines are gone and
-// closes the idle connections of Transport. Close is idempotent; later
+// Close stops the balancer abruptly: it closes the listener, every client
+// connection and every connection to a backend, cancels requests in flight
+// and stops the health checks. It returns when all of the balancer's
+// goroutines are gone and closes the idle connections of Transport. Close is idempotent; later
 // and concurrent calls wait for the first to finish.
 func (b *Balancer) Close() error {
 	b.mu.Lock()
@@ -387,9 +388,15 @@ func (b *Balancer) Close() error {
 		}
 		b.closePipes() // tcp mode: every client and backend connection
 		cancel()       // then cancel requests in flight and health checks
+	}
+	for _, be := range b.backends {
+		be.pool.close() // http mode: connections to backends, busy ones too
+	}
+	if cancel != nil {
 		b.wg.Wait()    // Serve and accept have returned: no more conns.Add
 		b.conns.Wait() // every handler and pipe has returned
 	}
+	b.upstream.Wait()
 	if ci, ok := b.cfg.Transport.(interface{ CloseIdleConnections() }); ok {
 		ci.CloseIdleConnections()
 	}
