@@ -22,7 +22,7 @@ func spin(d time.Duration) int {
 // CPU spent by goroutines started under a component's label is that
 // component's, also for goroutines those goroutines start in turn.
 func TestCPUIsSplitByComponentLabel(t *testing.T) {
-	m := startCPU(0)
+	m := startCPU(0, "")
 	require.True(t, m.on, "no other CPU profile is running")
 	done := make(chan struct{})
 	require.NoError(t, labeled(context.Background(), cpuEtcd, func(context.Context) error {
@@ -43,4 +43,15 @@ func TestProcessCPUReadsProc(t *testing.T) {
 	before := processCPU(os.Getpid())
 	spin(200 * time.Millisecond)
 	assert.Greater(t, processCPU(os.Getpid()), before)
+}
+
+// A child process's CPU (here: this process's own, read from /proc) is
+// counted under the component it was started for.
+func TestChildProcessCPUIsCountedUnderItsComponent(t *testing.T) {
+	m := startCPU(os.Getpid(), cpuBalancer)
+	spin(200 * time.Millisecond)
+	got, err := m.stop()
+	require.NoError(t, err)
+	assert.Positive(t, got[cpuBalancer])
+	assert.Zero(t, got[cpuHAProxy])
 }

@@ -75,7 +75,8 @@ func (env *benchEnv) measure(ctx context.Context, name, keys string, n int, d ti
 	defer cancel()
 	first := make(chan struct{})
 	var firstOnce sync.Once
-	cpu := startCPU(env.haproxyFor(name).pid())
+	proc, label := env.child(name)
+	cpu := startCPU(proc.pid(), label)
 	timer := time.AfterFunc(d, func() {
 		select {
 		case <-first:

@@ -80,6 +80,11 @@ type Config struct {
 	// CheckerOps are the history sizes of the checker suite.
 	// Default 1000, 10000, 100000 (Quick: 1000).
 	CheckerOps []int
+	// BalancerExe, when set, is the locksim binary: our balancer rows
+	// (balancer, balancer-tcp) then run it as a child process, `serve
+	// balancer --mode http|tcp`, as haproxy runs, instead of in this
+	// process; their CPU is counted from /proc. Default: in this process.
+	BalancerExe string
 	// Progress receives one line per finished row. Default: discard.
 	Progress io.Writer
 }
@@ -212,7 +217,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		needEnv = needEnv || cfg.runs(s)
 	}
 	if needEnv {
-		env, err := newBenchEnv(ctx, benchEnvConfig{Fsync: cfg.Fsync, HAProxy: cfg.runs(HAProxy), HAProxyTCP: cfg.runs(HAProxyTCP), HAProxyPath: cfg.HAProxy})
+		env, err := newBenchEnv(ctx, benchEnvConfig{Fsync: cfg.Fsync, HAProxy: cfg.runs(HAProxy), HAProxyTCP: cfg.runs(HAProxyTCP),
+			HAProxyPath: cfg.HAProxy, BalancerExe: cfg.BalancerExe})
 		if err != nil {
 			return nil, err
 		}
@@ -315,6 +321,7 @@ type benchEnvConfig struct {
 	TickMs, ElectionMs  uint
 	HAProxy, HAProxyTCP bool // start haproxy in mode http, in mode tcp
 	HAProxyPath         string
+	BalancerExe         string // our balancer as child processes of this binary
 }
 
 // benchEnv is one embedded cluster with three lock servers, our balancer in
@@ -327,8 +334,10 @@ type benchEnv struct {
 	servers      []*lockserver.Server
 	lb           *loadbalancer.Balancer // http mode
 	lbTCP        *loadbalancer.Balancer // tcp mode
-	haproxy      *haproxyProc           // mode http
-	haproxyTCP   *haproxyProc           // mode tcp
+	lbProc       *childProc             // with BalancerExe: our balancer, http mode
+	lbTCPProc    *childProc             // with BalancerExe: our balancer, tcp mode
+	haproxy      *childProc             // mode http
+	haproxyTCP   *childProc             // mode tcp
 	haproxyNotes []string
 	etcd         []*clientv3.Client
 	tr           *http.Transport
@@ -396,10 +405,20 @@ func newBenchEnv(ctx context.Context, cfg benchEnvConfig) (env *benchEnv, err er
 	}
 	env.tr = &http.Transport{Proxy: nil, MaxIdleConns: 0, MaxIdleConnsPerHost: 1024, IdleConnTimeout: 90 * time.Second}
 	env.hc = &http.Client{Transport: env.tr}
+	if cfg.BalancerExe != "" {
+		for _, p := range []struct {
+			mode string
+			proc **childProc
+		}{{loadbalancer.ModeHTTP, &env.lbProc}, {loadbalancer.ModeTCP, &env.lbTCPProc}} {
+			if *p.proc, err = startBalancerProc(ctx, cfg.BalancerExe, p.mode, backends); err != nil {
+				return nil, err
+			}
+		}
+	}
 	for _, ha := range []struct {
 		on   bool
 		mode string
-		proc **haproxyProc
+		proc **childProc
 	}{{cfg.HAProxy, "http", &env.haproxy}, {cfg.HAProxyTCP, "tcp", &env.haproxyTCP}} {
 		if !ha.on {
 			continue
@@ -418,7 +437,7 @@ func newBenchEnv(ctx context.Context, cfg benchEnvConfig) (env *benchEnv, err er
 func (env *benchEnv) Close() error {
 	env.bg.Wait()
 	var errs []error
-	for _, h := range []*haproxyProc{env.haproxy, env.haproxyTCP} {
+	for _, h := range []*childProc{env.lbProc, env.lbTCPProc, env.haproxy, env.haproxyTCP} {
 		if h != nil {
 			errs = append(errs, h.Close())
 		}
