@@ -374,21 +374,8 @@ func newBenchEnv(ctx context.Context, cfg benchEnvConfig) (env *benchEnv, err er
 		}
 		backends = append(backends, "http://"+s.Addr())
 	}
-	// The design's balancer: round robin, a health check every 2 s; in
-	// each of its modes.
-	for _, mode := range []string{loadbalancer.ModeHTTP, loadbalancer.ModeTCP} {
-		lb, err := loadbalancer.New(loadbalancer.Config{Mode: mode, Backends: backends, HealthInterval: 2 * time.Second})
-		if err != nil {
-			return nil, err
-		}
-		if mode == loadbalancer.ModeTCP {
-			env.lbTCP = lb
-		} else {
-			env.lb = lb
-		}
-		if err := labeled(ctx, cpuBalancer, lb.Start); err != nil {
-			return nil, err
-		}
+	if err := env.startBalancers(ctx, cfg, backends); err != nil {
+		return nil, err
 	}
 	err = labeled(ctx, cpuClients, func(context.Context) error { // the raw and Mutex paths' own etcd clients
 		for range 3 {
@@ -405,13 +392,36 @@ func newBenchEnv(ctx context.Context, cfg benchEnvConfig) (env *benchEnv, err er
 	}
 	env.tr = &http.Transport{Proxy: nil, MaxIdleConns: 0, MaxIdleConnsPerHost: 1024, IdleConnTimeout: 90 * time.Second}
 	env.hc = &http.Client{Transport: env.tr}
+	return env, nil
+}
+
+// startBalancers starts the design's balancer (round robin, a health check
+// every 2 s) in each of its modes — in this process, or as child processes
+// with cfg.BalancerExe — and haproxy in each mode cfg asks for (skipped
+// with a note when it cannot start).
+func (env *benchEnv) startBalancers(ctx context.Context, cfg benchEnvConfig, backends []string) error {
+	for _, mode := range []string{loadbalancer.ModeHTTP, loadbalancer.ModeTCP} {
+		lb, err := loadbalancer.New(loadbalancer.Config{Mode: mode, Backends: backends, HealthInterval: 2 * time.Second})
+		if err != nil {
+			return err
+		}
+		if mode == loadbalancer.ModeTCP {
+			env.lbTCP = lb
+		} else {
+			env.lb = lb
+		}
+		if err := labeled(ctx, cpuBalancer, lb.Start); err != nil {
+			return err
+		}
+	}
 	if cfg.BalancerExe != "" {
 		for _, p := range []struct {
 			mode string
 			proc **childProc
 		}{{loadbalancer.ModeHTTP, &env.lbProc}, {loadbalancer.ModeTCP, &env.lbTCPProc}} {
+			var err error
 			if *p.proc, err = startBalancerProc(ctx, cfg.BalancerExe, p.mode, backends); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
@@ -430,7 +440,7 @@ func newBenchEnv(ctx context.Context, cfg benchEnvConfig) (env *benchEnv, err er
 			env.haproxyNotes = append(env.haproxyNotes, fmt.Sprintf("haproxy (mode %s) skipped: %v", ha.mode, err))
 		}
 	}
-	return env, nil
+	return nil
 }
 
 // Close stops haproxy, the clients, the balancer, the lock servers and the cluster.

@@ -78,7 +78,9 @@ type Config struct {
 	// BalancerMode is every balancer's mode: "http" (default; per-request
 	// balancing, answers of its own such as 502 outcome_unknown) or "tcp"
 	// (HAProxy's mode tcp: each client connection goes to one lock server,
-	// its bytes copied unparsed; see loadbalancer's tcp.go).
+	// its bytes copied unparsed; see loadbalancer's tcp.go). In tcp mode the
+	// balancers' in-flight and request counts, and the lock servers' in the
+	// State, count connections.
 	BalancerMode string
 	// Balancers is the number of balancers, 1..8. Default 1: one balancer,
 	// named "balancer", listening on BalancerListen. Two or more
