@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,13 +11,16 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// spins counts spin's loop turns, so that the loop is not optimised away.
+var spins atomic.Int64
+
 // spin burns CPU for d (of wall time) on the calling goroutine.
-func spin(d time.Duration) int {
-	n := 0
+func spin(d time.Duration) {
+	n := int64(0)
 	for end := time.Now().Add(d); time.Now().Before(end); {
 		n++
 	}
-	return n
+	spins.Add(n)
 }
 
 // CPU spent by goroutines started under a component's label is that
