@@ -155,7 +155,7 @@ func TestAnswersPassThrough(t *testing.T) {
 		{"no content", "HTTP/1.1 204 No Content\r\nX-A: a\r\n\r\n", false,
 			http.MethodPost, 204, "", map[string][]string{"X-A": {"a"}}, nil},
 		{"head", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", false,
-			http.MethodHead, 200, "", nil, nil},
+			http.MethodHead, 200, "", map[string][]string{"Content-Length": {"10"}}, nil},
 		{"repeated and hop-by-hop headers", "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\nConnection: X-Hop, keep-alive\r\nX-Hop: h\r\nKeep-Alive: timeout=5\r\nX-Locksim-Backend: forged\r\nContent-Length: 0\r\n\r\n", false,
 			http.MethodPost, 200, "", map[string][]string{"Set-Cookie": {"a=1", "b=2"}}, []string{"X-Hop", "Keep-Alive", "Connection"}},
 	}

@@ -310,8 +310,10 @@ func (a *answer) writeHead(h http.Header) {
 		h["Content-Type"] = nil // no sniffing: send none, as the backend did
 	}
 	// net/http computes the Content-Length of a small answer written in
-	// one go (it fits its buffer); a larger one is declared here.
-	if a.framing == bodyLength && a.length > 2048 {
+	// one go (it fits its buffer); a larger one is declared here, and so is
+	// the length an answer to HEAD announces.
+	headLength := a.framing == bodyNone && a.length >= 0 && a.status != http.StatusNoContent && a.status != http.StatusNotModified
+	if headLength || (a.framing == bodyLength && a.length > 2048) {
 		h["Content-Length"] = []string{strconv.FormatInt(a.length, 10)}
 	}
 }
