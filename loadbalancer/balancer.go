@@ -451,8 +451,9 @@ func (b *Balancer) Resume() { b.pause.resume() }
 // Paused reports whether the balancer is paused.
 func (b *Balancer) Paused() bool { return b.pause.paused() }
 
-// Handler returns the proxy handler, for serving it elsewhere. It works
-// before Start; without Start no health checks run.
+// Handler returns the http mode's proxy handler (whatever Mode says), for
+// serving it elsewhere. It works before Start; without Start no health
+// checks run. Close closes its connections to the backends.
 func (b *Balancer) Handler() http.Handler { return b.handler }
 
 // Stats returns a snapshot of every backend, in Config.Backends order.
