@@ -24,7 +24,8 @@ func (m *Main) bench(ctx context.Context, args []string) int {
 		only     = fs.String("only", "", "comma-separated suites to run: "+strings.Join(bench.Suites, ","))
 		fsync    = fs.Bool("fsync", false, "make etcd fsync its WAL (off by default, like the sandbox)")
 		quick    = fs.Bool("quick", false, "a smoke run of every suite in seconds (not a measurement)")
-		haproxy  = fs.String("haproxy", "haproxy", "haproxy binary for the haproxy suite (skipped when missing)")
+		haproxy  = fs.String("haproxy", "haproxy", "haproxy binary for the haproxy and haproxy-tcp suites (skipped when missing)")
+		lbProc   = fs.Bool("balancer-process", false, "run our balancer rows (balancer, balancer-tcp) as child processes (locksim serve balancer), as haproxy runs, instead of in the bench's process")
 	)
 	if err := fs.Parse(args); err != nil {
 		return exitBadInput
@@ -36,6 +37,13 @@ func (m *Main) bench(ctx context.Context, args []string) int {
 		Only: splitList(*only), Progress: m.Stderr}
 	if *duration < 0 {
 		return m.errorf("bench: --duration must not be negative")
+	}
+	if *lbProc {
+		exe, err := os.Executable()
+		if err != nil {
+			return m.errorf("bench: --balancer-process: %v", err)
+		}
+		cfg.BalancerExe = exe
 	}
 	for _, s := range splitList(*conc) {
 		n, err := strconv.Atoi(s)

@@ -39,9 +39,9 @@ func TestBenchQuickEndToEnd(t *testing.T) {
 	for _, r := range rows {
 		byName[r.Name] = append(byName[r.Name], r)
 	}
-	paths := []string{bench.Raw, bench.Direct, bench.Balancer, bench.Mutex}
+	paths := []string{bench.Raw, bench.Direct, bench.Balancer, bench.BalancerTCP, bench.Mutex}
 	if _, err := exec.LookPath("haproxy"); err == nil {
-		paths = append(paths, bench.HAProxy)
+		paths = append(paths, bench.HAProxy, bench.HAProxyTCP)
 	} else {
 		assert.Contains(t, stdout.String(), "haproxy skipped")
 	}

@@ -123,12 +123,17 @@ func checkListenFlag(addr string) error {
 	if addr == "" {
 		return errors.New("--listen is required (e.g. 127.0.0.1:8081)")
 	}
+	return checkAddrFlag("listen", addr)
+}
+
+// checkAddrFlag checks that flag --name is host:port with a numeric port.
+func checkAddrFlag(name, addr string) error {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("--listen %q: want HOST:PORT", addr)
+		return fmt.Errorf("--%s %q: want HOST:PORT", name, addr)
 	}
 	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-		return fmt.Errorf("--listen %q: bad port %q", addr, port)
+		return fmt.Errorf("--%s %q: bad port %q", name, addr, port)
 	}
 	return nil
 }
@@ -310,6 +315,8 @@ func (m *Main) serveBalancer(ctx context.Context, args []string) int {
 		common   = addCommonFlags(fs)
 		backends = fs.String("backends", "", "lock server URLs, comma-separated (required), e.g. http://10.0.0.5:8081,http://10.0.0.6:8081")
 		policy   = fs.String("policy", loadbalancer.PolicyRoundRobin, "round-robin or least-connections")
+		mode     = fs.String("mode", loadbalancer.ModeHTTP, "http (per request: retries refused connections, answers outcome_unknown itself) or tcp (per connection, bytes copied unparsed, like HAProxy's mode tcp)")
+		admin    = fs.String("admin-listen", "", "also serve /metrics and /balancer/health on this address (HOST:PORT); in tcp mode the only way to reach them")
 		interval = fs.Duration("health-interval", 2*time.Second, "time between two health checks (GET /health) of one backend")
 		hTimeout = fs.Duration("health-timeout", time.Second, "bound of one health check")
 		rise     = fs.Int("rise", 2, "consecutive good checks that bring a down backend up")
@@ -336,9 +343,18 @@ func (m *Main) serveBalancer(ctx context.Context, args []string) int {
 		return m.errorf("serve balancer: --health-timeout must be positive, got %v", *hTimeout)
 	case *rise < 1 || *fall < 1:
 		return m.errorf("serve balancer: --rise and --fall must be at least 1, got %d and %d", *rise, *fall)
+	case *mode != loadbalancer.ModeHTTP && *mode != loadbalancer.ModeTCP:
+		return m.errorf("serve balancer: --mode must be http or tcp, got %q", *mode)
+	}
+	if *admin != "" {
+		if err := checkAddrFlag("admin-listen", *admin); err != nil {
+			return m.errorf("serve balancer: %v", err)
+		}
 	}
 	b, err := loadbalancer.New(loadbalancer.Config{
 		Listen:         *common.listen,
+		Mode:           *mode,
+		AdminListen:    *admin,
 		Backends:       urls,
 		Policy:         *policy,
 		HealthInterval: *interval,
@@ -356,7 +372,7 @@ func (m *Main) serveBalancer(ctx context.Context, args []string) int {
 		_ = b.Close()
 		return exitFailed
 	}
-	log.Info("serving", "component", "balancer", "addr", b.Addr(), "backends", urls, "policy", *policy,
+	log.Info("serving", "component", "balancer", "addr", b.Addr(), "mode", *mode, "admin_addr", b.AdminAddr(), "backends", urls, "policy", *policy,
 		"health_interval", *interval, "rise", *rise, "fall", *fall)
 	fmt.Fprintln(m.Stdout, ListeningPrefix+b.URL())
 

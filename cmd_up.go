@@ -88,6 +88,7 @@ func (m *Main) upConfig(args []string) (sim.Config, upFlags, int) {
 		lockServers = fs.Int("lock-servers", d.LockServers, "number of lock servers (1-16)")
 		clients     = fs.Int("clients", d.Clients, "number of simulated clients (0 = none, serve the API only)")
 		policy      = fs.String("policy", d.Policy, "balancer policy: round-robin or least-connections")
+		lbMode      = fs.String("balancer-mode", d.BalancerMode, "balancer mode: http (per request) or tcp (per connection, bytes copied unparsed, like HAProxy's mode tcp)")
 		resources   = fs.String("resources", strings.Join(d.Workload.Resources, ","), "comma-separated resource ids the clients lock")
 		ttl         = fs.Duration("ttl", d.Workload.TTL, "lock TTL the clients ask for")
 		wait        = fs.Duration("wait", d.Workload.Wait, "how long a client's acquire may block")
@@ -150,6 +151,7 @@ func (m *Main) upConfig(args []string) (sim.Config, upFlags, int) {
 		LockServers:    *lockServers,
 		Clients:        *clients,
 		Policy:         *policy,
+		BalancerMode:   *lbMode,
 		Balancers:      *balancers,
 		AdvertInterval: *advert,
 		NoPreempt:      *noPreempt,

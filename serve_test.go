@@ -8,7 +8,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -66,6 +70,8 @@ func TestServeBadFlags(t *testing.T) {
 		{"extra argument", []string{"serve", "balancer", "--backends", "http://127.0.0.1:1", "--listen", ":0", "now"}, `unexpected argument "now"`},
 		{"balancer without backends", []string{"serve", "balancer", "--listen", ":0"}, "--backends is required"},
 		{"bad policy", []string{"serve", "balancer", "--backends", "http://127.0.0.1:1", "--listen", ":0", "--policy", "random"}, "random"},
+		{"bad mode", []string{"serve", "balancer", "--backends", "http://127.0.0.1:1", "--listen", ":0", "--mode", "udp"}, `--mode must be http or tcp, got "udp"`},
+		{"bad admin address", []string{"serve", "balancer", "--backends", "http://127.0.0.1:1", "--listen", ":0", "--admin-listen", "9090"}, `--admin-listen "9090": want HOST:PORT`},
 		{"bad rise", []string{"serve", "balancer", "--backends", "http://127.0.0.1:1", "--listen", ":0", "--rise", "0"}, "--rise and --fall must be at least 1"},
 		{"bad interval", []string{"serve", "balancer", "--backends", "http://127.0.0.1:1", "--listen", ":0", "--health-interval", "0s"}, "--health-interval must be positive"},
 	}
@@ -216,5 +222,65 @@ func TestServeLockServerEtcdTLS(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			requireBadInput(t, tt.args, tt.want)
 		})
+	}
+}
+
+// TestServeBalancerTCPMode runs `serve balancer --mode tcp` in process in
+// front of a stand-in lock server: requests pass through unchanged (no
+// X-Locksim-Backend: nothing parsed), the admin address answers the
+// balancer's own paths, and SIGTERM (ctx) drains an idle kept-alive
+// connection and exits 0.
+func TestServeBalancerTCPMode(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, `{"path":"`+r.URL.Path+`"}`)
+	}))
+	t.Cleanup(backend.Close)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	admin := ln.Addr().String()
+	require.NoError(t, ln.Close())
+
+	var stdout, stderr syncBuffer
+	m := &Main{Stdout: &stdout, Stderr: &stderr}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan int, 1)
+	go func() {
+		done <- m.Run(ctx, []string{"serve", "balancer", "--backends", backend.URL, "--listen", "127.0.0.1:0",
+			"--mode", "tcp", "--admin-listen", admin, "--drain-timeout", "5s"})
+	}()
+	var base string
+	require.Eventually(t, func() bool {
+		line, ok := strings.CutPrefix(strings.TrimSpace(stdout.String()), ListeningPrefix)
+		base = line
+		return ok
+	}, 10*time.Second, 5*time.Millisecond, "listening line; stderr: %s", stderr.String())
+
+	tr := &http.Transport{Proxy: nil}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+	get := func(url string) (int, string, http.Header) {
+		t.Helper()
+		resp, err := hc.Get(url)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(b), resp.Header
+	}
+	code, body, h := get(base + "/metrics")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, `{"path":"/metrics"}`, body, "the main address passes every path to a lock server")
+	assert.Empty(t, h.Get("X-Locksim-Backend"))
+	code, body, _ = get("http://" + admin + "/balancer/health")
+	assert.Equal(t, http.StatusOK, code)
+	assert.JSONEq(t, `{"status":"ok","backendsUp":1,"backends":1}`, body)
+
+	cancel() // SIGTERM; the first connection is idle, kept alive by tr
+	select {
+	case got := <-done:
+		assert.Equal(t, exitOK, got, "stderr: %s", stderr.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve balancer did not stop")
 	}
 }

@@ -1,11 +1,14 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"os/exec"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -186,6 +189,58 @@ func (env *benchEnv) balancerFailover(ctx context.Context, name string, interval
 		P50Ms: Percentile(got, 50), P95Ms: Percentile(got, 95), P99Ms: Percentile(got, 100),
 		Note: fmt.Sprintf("balancer master crash -> first successful acquire+release through the virtual address; adverts every %v, backup's master-down %v; %d trials, p50 = median, p99 = max",
 			interval, down.MasterDownInterval().Round(time.Millisecond), len(got))}, nil
+}
+
+// startBalancerProc runs our balancer as its own process in front of
+// backends, `exe serve balancer --mode mode` with the design's round robin
+// and 2 s health checks, as haproxy runs. The address is the one on the
+// "listening on URL" line that `locksim serve` prints on stdout once it
+// accepts connections.
+func startBalancerProc(ctx context.Context, exe, mode string, backends []string) (*childProc, error) {
+	h := &childProc{done: make(chan struct{})}
+	h.cmd = exec.Command(exe, "serve", "balancer", "--mode", mode, "--backends", strings.Join(backends, ","),
+		"--listen", "127.0.0.1:0", "--health-interval", "2s", "--log-level", "warn")
+	h.cmd.Stderr = &h.out
+	stdout, err := h.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := h.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("bench: balancer process: %w", err)
+	}
+	urls := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if u, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
+				select {
+				case urls <- u:
+				default:
+				}
+			}
+		}
+		_ = h.cmd.Wait() // after stdout is drained, as exec requires
+		close(h.done)
+	}()
+	limit := time.NewTimer(20 * time.Second)
+	defer limit.Stop()
+	select {
+	case h.url = <-urls:
+	case <-h.done:
+		err = fmt.Errorf("bench: balancer process exited: %s", strings.TrimSpace(h.output()))
+	case <-limit.C:
+		err = errors.New("bench: balancer process printed no listening line within 20s")
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err == nil {
+		err = h.awaitReady(ctx)
+	}
+	if err != nil {
+		_ = h.Close()
+		return nil, err
+	}
+	return h, nil
 }
 
 // sleepCtx waits d or until ctx ends.

@@ -51,18 +51,25 @@ func TestPercentileDoesNotReorderInput(t *testing.T) {
 }
 
 func TestHAProxyConfigIsTheDesigns(t *testing.T) {
-	got := HAProxyConfig("127.0.0.1:9000", []string{"http://127.0.0.1:4001", "http://127.0.0.1:4002"})
-	for _, want := range []string{
-		"bind 127.0.0.1:9000",
-		"balance roundrobin",
-		"option httpchk GET /health",
-		"server lockserver-1 127.0.0.1:4001 check inter 2s",
-		"server lockserver-2 127.0.0.1:4002 check inter 2s",
-		"mode http",
-	} {
-		assert.Contains(t, got, want)
+	for _, mode := range []string{"http", "tcp"} {
+		t.Run(mode, func(t *testing.T) {
+			got := HAProxyConfig(mode, "127.0.0.1:9000", []string{"http://127.0.0.1:4001", "http://127.0.0.1:4002"})
+			for _, want := range []string{
+				"bind 127.0.0.1:9000",
+				"balance roundrobin",
+				"option httpchk GET /health",
+				"server lockserver-1 127.0.0.1:4001 check inter 2s",
+				"server lockserver-2 127.0.0.1:4002 check inter 2s",
+				"mode " + mode,
+			} {
+				assert.Contains(t, got, want)
+			}
+			assert.NotContains(t, got, "http://127.0.0.1:4001", "haproxy wants host:port, not URLs")
+			if mode == "tcp" {
+				assert.NotContains(t, got, "http-keep-alive", "an http option haproxy would warn about in mode tcp")
+			}
+		})
 	}
-	assert.NotContains(t, got, "http://127.0.0.1:4001", "haproxy wants host:port, not URLs")
 }
 
 func TestBenchConfigDefaultsAndValidation(t *testing.T) {
@@ -122,12 +129,12 @@ func TestRunBenchCheckerSuite(t *testing.T) {
 // at 16 clients on distinct keys. allocs/op counts the whole process (the
 // etcd members included): the difference between two paths is the share of
 // the hop that one adds (direct - raw: HTTP client + lock server; balancer -
-// direct: the balancer). Run: go test -run '^$' -bench Cycle -benchtime 3s ./sim/
+// direct: the balancer). Run: go test -run '^$' -bench Cycle -benchtime 3s ./bench/
 func BenchmarkCycle(b *testing.B) {
 	env, err := newBenchEnv(b.Context(), benchEnvConfig{})
 	require.NoError(b, err)
 	b.Cleanup(func() { require.NoError(b, env.Close()) })
-	for _, name := range []string{Raw, Direct, Balancer, Mutex} {
+	for _, name := range []string{Raw, Direct, Balancer, BalancerTCP, Mutex} {
 		b.Run(name, func(b *testing.B) { benchCycles(b, env, name, 16) })
 	}
 }

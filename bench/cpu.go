@@ -46,19 +46,21 @@ func labeled(ctx context.Context, name string, f func(context.Context) error) er
 
 // cpuMeter measures one row's CPU time by component.
 type cpuMeter struct {
-	buf     bytes.Buffer
-	on      bool // the profile is running (false when another one already was)
-	haproxy int  // haproxy's pid (0: none)
-	ha0     time.Duration
+	buf   bytes.Buffer
+	on    bool   // the profile is running (false when another one already was)
+	pid   int    // a child process on the row's path (0: none)
+	label string // its component
+	cpu0  time.Duration
 }
 
-// startCPU starts a CPU profile; when one is already running (go test
-// -cpuprofile), the row goes without a CPU split.
-func startCPU(haproxyPID int) *cpuMeter {
-	m := &cpuMeter{haproxy: haproxyPID}
+// startCPU starts a CPU profile, and counts the CPU time of the child
+// process pid (0: none) as component label's; when a profile is already
+// running (go test -cpuprofile), the row goes without a CPU split.
+func startCPU(pid int, label string) *cpuMeter {
+	m := &cpuMeter{pid: pid, label: label}
 	m.on = pprof.StartCPUProfile(&m.buf) == nil
-	if m.haproxy != 0 {
-		m.ha0 = processCPU(m.haproxy)
+	if m.pid != 0 {
+		m.cpu0 = processCPU(m.pid)
 	}
 	return m
 }
@@ -73,8 +75,8 @@ func (m *cpuMeter) stop() (map[string]time.Duration, error) {
 	if err != nil {
 		return nil, err
 	}
-	if m.haproxy != 0 {
-		out[cpuHAProxy] = processCPU(m.haproxy) - m.ha0
+	if m.pid != 0 {
+		out[m.label] += processCPU(m.pid) - m.cpu0
 	}
 	return out, nil
 }

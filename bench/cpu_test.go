@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,19 +11,22 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// spins counts spin's loop turns, so that the loop is not optimised away.
+var spins atomic.Int64
+
 // spin burns CPU for d (of wall time) on the calling goroutine.
-func spin(d time.Duration) int {
-	n := 0
+func spin(d time.Duration) {
+	n := int64(0)
 	for end := time.Now().Add(d); time.Now().Before(end); {
 		n++
 	}
-	return n
+	spins.Add(n)
 }
 
 // CPU spent by goroutines started under a component's label is that
 // component's, also for goroutines those goroutines start in turn.
 func TestCPUIsSplitByComponentLabel(t *testing.T) {
-	m := startCPU(0)
+	m := startCPU(0, "")
 	require.True(t, m.on, "no other CPU profile is running")
 	done := make(chan struct{})
 	require.NoError(t, labeled(context.Background(), cpuEtcd, func(context.Context) error {
@@ -43,4 +47,15 @@ func TestProcessCPUReadsProc(t *testing.T) {
 	before := processCPU(os.Getpid())
 	spin(200 * time.Millisecond)
 	assert.Greater(t, processCPU(os.Getpid()), before)
+}
+
+// A child process's CPU (here: this process's own, read from /proc) is
+// counted under the component it was started for.
+func TestChildProcessCPUIsCountedUnderItsComponent(t *testing.T) {
+	m := startCPU(os.Getpid(), cpuBalancer)
+	spin(200 * time.Millisecond)
+	got, err := m.stop()
+	require.NoError(t, err)
+	assert.Positive(t, got[cpuBalancer])
+	assert.Zero(t, got[cpuHAProxy])
 }

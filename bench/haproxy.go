@@ -20,26 +20,32 @@ func formatRow(r Row) string {
 		r.Name, r.Concurrency, r.Keys, r.CyclesPerSec, r.P50Ms, r.P95Ms, r.P99Ms, r.WritesPerCycle, r.Errors, r.Note)
 }
 
-// haproxyProc is a haproxy child process in front of the lock servers.
-type haproxyProc struct {
+// childProc is a balancer running as a child process in front of the lock
+// servers: haproxy, or our own (`locksim serve balancer`).
+type childProc struct {
 	cmd  *exec.Cmd
-	dir  string
+	dir  string // removed on Close ("" for none)
 	url  string
 	done chan struct{}
-	out  lockedWriter // haproxy's stdout and stderr
+	out  lockedWriter // its stderr (and haproxy's stdout)
 }
 
-// HAProxyConfig is the design's haproxy configuration: round robin over the
-// backends (host:port), an HTTP health check GET /health every 2 s.
-func HAProxyConfig(listen string, backends []string) string {
+// HAProxyConfig is the design's haproxy configuration in mode "http" or
+// "tcp": round robin over the backends (host:port), an HTTP health check
+// GET /health every 2 s. In mode tcp haproxy balances connections and
+// copies their bytes, as our balancer's tcp mode does.
+func HAProxyConfig(mode, listen string, backends []string) string {
 	var b strings.Builder
+	keepAlive := ""
+	if mode == "http" {
+		keepAlive = "    option http-keep-alive\n"
+	}
 	fmt.Fprintf(&b, `global
     maxconn 8192
 
 defaults
-    mode http
-    option http-keep-alive
-    timeout connect 2s
+    mode %s
+%s    timeout connect 2s
     timeout client 60s
     timeout server 60s
 
@@ -50,14 +56,14 @@ frontend locks
 backend lockservers
     balance roundrobin
     option httpchk GET /health
-`, listen)
+`, mode, keepAlive, listen)
 	for i, be := range backends {
 		fmt.Fprintf(&b, "    server lockserver-%d %s check inter 2s\n", i+1, strings.TrimPrefix(be, "http://"))
 	}
 	return b.String()
 }
 
-func startHAProxy(ctx context.Context, path string, backends []string) (*haproxyProc, error) {
+func startHAProxy(ctx context.Context, path, mode string, backends []string) (*childProc, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -68,11 +74,11 @@ func startHAProxy(ctx context.Context, path string, backends []string) (*haproxy
 	}
 	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	cfgPath := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(cfgPath, []byte(HAProxyConfig(listen, backends)), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(HAProxyConfig(mode, listen, backends)), 0o600); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	h := &haproxyProc{dir: dir, url: "http://" + listen, done: make(chan struct{})}
+	h := &childProc{dir: dir, url: "http://" + listen, done: make(chan struct{})}
 	h.cmd = exec.Command(path, "-db", "-q", "-f", cfgPath)
 	h.cmd.Stdout, h.cmd.Stderr = &h.out, &h.out
 	if err := h.cmd.Start(); err != nil {
@@ -80,9 +86,18 @@ func startHAProxy(ctx context.Context, path string, backends []string) (*haproxy
 		return nil, err
 	}
 	go func() { _ = h.cmd.Wait(); close(h.done) }()
-	// Ready when a request goes through to a lock server.
+	if err := h.awaitReady(ctx); err != nil {
+		_ = h.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// awaitReady waits until a request goes through the child to a lock server.
+func (h *childProc) awaitReady(ctx context.Context) error {
 	hc := &http.Client{Timeout: time.Second}
-	err = retryUntil(ctx, 5*time.Second, func() error {
+	defer hc.CloseIdleConnections()
+	err := retryUntil(ctx, 5*time.Second, func() error {
 		select {
 		case <-h.done:
 			return nil
@@ -94,36 +109,42 @@ func startHAProxy(ctx context.Context, path string, backends []string) (*haproxy
 		}
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("haproxy: /health: HTTP %d", resp.StatusCode)
+			return fmt.Errorf("%s: /health: HTTP %d", filepath.Base(h.cmd.Path), resp.StatusCode)
 		}
 		return nil
 	})
-	hc.CloseIdleConnections()
 	select {
 	case <-h.done:
-		err = fmt.Errorf("haproxy exited: %s", strings.TrimSpace(h.output()))
+		return fmt.Errorf("%s exited: %s", filepath.Base(h.cmd.Path), strings.TrimSpace(h.output()))
 	default:
 	}
-	if err != nil {
-		_ = h.Close()
-		return nil, err
-	}
-	return h, nil
+	return err
 }
 
-func (h *haproxyProc) output() string {
+func (h *childProc) output() string {
 	h.out.mu.Lock()
 	defer h.out.mu.Unlock()
 	return h.out.b.String()
 }
 
-// Close kills haproxy and waits for it.
-func (h *haproxyProc) Close() error {
+// pid is the child's process id (0 when there is none).
+func (h *childProc) pid() int {
+	if h == nil || h.cmd.Process == nil {
+		return 0
+	}
+	return h.cmd.Process.Pid
+}
+
+// Close kills the child and waits for it.
+func (h *childProc) Close() error {
 	select {
 	case <-h.done:
 	default:
 		_ = h.cmd.Process.Kill()
 		<-h.done
+	}
+	if h.dir == "" {
+		return nil
 	}
 	return os.RemoveAll(h.dir)
 }

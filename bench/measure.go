@@ -75,11 +75,8 @@ func (env *benchEnv) measure(ctx context.Context, name, keys string, n int, d ti
 	defer cancel()
 	first := make(chan struct{})
 	var firstOnce sync.Once
-	haPID := 0
-	if name == HAProxy && env.haproxy != nil && env.haproxy.cmd.Process != nil {
-		haPID = env.haproxy.cmd.Process.Pid
-	}
-	cpu := startCPU(haPID)
+	proc, label := env.child(name)
+	cpu := startCPU(proc.pid(), label)
 	timer := time.AfterFunc(d, func() {
 		select {
 		case <-first:
@@ -139,7 +136,7 @@ func (env *benchEnv) measure(ctx context.Context, name, keys string, n int, d ti
 				row.CPUUsPerCycle[k] = float64(v.Microseconds()) / c
 			}
 		}
-		if name == Direct || name == Balancer || name == HAProxy {
+		if name != Raw && name != RawGrant && name != Mutex {
 			row.GrantTxnsPerCycle = float64(txn1-txn0) / c
 			row.WakeupsPerCycle = max(0, float64(txn1-txn0-attempts.Load()+ho1-ho0)/c)
 		}

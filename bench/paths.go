@@ -36,6 +36,9 @@ type worker interface {
 }
 
 func (env *benchEnv) cycler(name string) cycler {
+	if (name == HAProxy || name == HAProxyTCP) && env.balancerURL(name) == "" {
+		return nil // haproxy skipped
+	}
 	switch name {
 	case Raw:
 		return rawCycler{env: env, pool: true}
@@ -43,17 +46,43 @@ func (env *benchEnv) cycler(name string) cycler {
 		return rawCycler{env: env}
 	case Direct:
 		return httpCycler{env: env, base: "http://" + env.servers[0].Addr()}
-	case Balancer:
-		return httpCycler{env: env, base: env.lb.URL()}
-	case HAProxy:
-		if env.haproxy == nil {
-			return nil
-		}
-		return httpCycler{env: env, base: env.haproxy.url}
+	case Balancer, BalancerTCP, HAProxy, HAProxyTCP:
+		return httpCycler{env: env, base: env.balancerURL(name)}
 	case Mutex:
 		return mutexCycler{env}
 	}
 	return nil
+}
+
+// child returns the process of path name and its CPU component (nil when
+// the path runs in this process, or not at all).
+func (env *benchEnv) child(name string) (*childProc, string) {
+	switch name {
+	case Balancer:
+		return env.lbProc, cpuBalancer
+	case BalancerTCP:
+		return env.lbTCPProc, cpuBalancer
+	case HAProxy:
+		return env.haproxy, cpuHAProxy
+	case HAProxyTCP:
+		return env.haproxyTCP, cpuHAProxy
+	}
+	return nil, ""
+}
+
+// balancerURL is where the balancer of path name listens: its process's
+// address, or our in-process balancer's.
+func (env *benchEnv) balancerURL(name string) string {
+	if c, _ := env.child(name); c != nil {
+		return c.url
+	}
+	switch name {
+	case Balancer:
+		return env.lb.URL()
+	case BalancerTCP:
+		return env.lbTCP.URL()
+	}
+	return ""
 }
 
 // rawCycler issues exactly the etcd calls of the lock server's cycle with

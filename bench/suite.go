@@ -27,10 +27,14 @@ const (
 	Raw      = "raw"      // the lock cycle's own etcd calls with clientv3: the ceiling
 	RawGrant = "rawgrant" // raw with a lease granted per lock and revoked at release (no lease pool)
 	Direct   = "direct"   // HTTP on one lock server
-	Balancer = "balancer" // the full path: our balancer in front of every lock server
-	HAProxy  = "haproxy"  // Debian's haproxy in front of the same lock servers
-	Mutex    = "mutex"    // etcd's concurrency.Mutex, one session per client
-	Failover = "failover" // leader crash -> first successful acquire
+	Balancer = "balancer" // the full path: our balancer (http mode) in front of every lock server
+	HAProxy  = "haproxy"  // Debian's haproxy (mode http) in front of the same lock servers
+	// BalancerTCP and HAProxyTCP: the same balancers in their layer-4 mode
+	// (connections balanced, bytes copied unparsed)
+	BalancerTCP = "balancer-tcp"
+	HAProxyTCP  = "haproxy-tcp"
+	Mutex       = "mutex"    // etcd's concurrency.Mutex, one session per client
+	Failover    = "failover" // leader crash -> first successful acquire
 	// BalancerFailover: a balancer pair's master crash -> first successful
 	// acquire through the virtual address
 	BalancerFailover = "balancer-failover"
@@ -39,7 +43,7 @@ const (
 )
 
 // Suites lists every suite name accepted by Config.Only.
-var Suites = []string{Raw, RawGrant, Direct, Balancer, HAProxy, Mutex, Failover, BalancerFailover, Scale, Checker}
+var Suites = []string{Raw, RawGrant, Direct, Balancer, BalancerTCP, HAProxy, HAProxyTCP, Mutex, Failover, BalancerFailover, Scale, Checker}
 
 // ErrConfig is wrapped by every benchmark configuration error.
 var ErrConfig = errors.New("bench: bad config")
@@ -64,7 +68,7 @@ type Config struct {
 	// test of the command, not a measurement.
 	Quick bool
 	// HAProxy is the haproxy binary. Default "haproxy" from PATH; when it is
-	// not found the haproxy suite is skipped with a note.
+	// not found the haproxy suites are skipped with a note.
 	HAProxy string
 	// FailoverTrials is the number of leader crashes per Raft timing, and
 	// of balancer master crashes per advert interval. Default 10 (Quick: 1,
@@ -76,6 +80,11 @@ type Config struct {
 	// CheckerOps are the history sizes of the checker suite.
 	// Default 1000, 10000, 100000 (Quick: 1000).
 	CheckerOps []int
+	// BalancerExe, when set, is the locksim binary: our balancer rows
+	// (balancer, balancer-tcp) then run it as a child process, `serve
+	// balancer --mode http|tcp`, as haproxy runs, instead of in this
+	// process; their CPU is counted from /proc. Default: in this process.
+	BalancerExe string
 	// Progress receives one line per finished row. Default: discard.
 	Progress io.Writer
 }
@@ -204,17 +213,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		fmt.Fprintln(cfg.Progress, formatRow(r))
 	}
 	needEnv := false
-	for _, s := range []string{Raw, RawGrant, Direct, Balancer, HAProxy, Mutex, Failover, BalancerFailover, Scale} {
+	for _, s := range []string{Raw, RawGrant, Direct, Balancer, BalancerTCP, HAProxy, HAProxyTCP, Mutex, Failover, BalancerFailover, Scale} {
 		needEnv = needEnv || cfg.runs(s)
 	}
 	if needEnv {
-		env, err := newBenchEnv(ctx, benchEnvConfig{Fsync: cfg.Fsync, HAProxy: cfg.runs(HAProxy), HAProxyPath: cfg.HAProxy})
+		env, err := newBenchEnv(ctx, benchEnvConfig{Fsync: cfg.Fsync, HAProxy: cfg.runs(HAProxy), HAProxyTCP: cfg.runs(HAProxyTCP),
+			HAProxyPath: cfg.HAProxy, BalancerExe: cfg.BalancerExe})
 		if err != nil {
 			return nil, err
 		}
-		if env.haproxyNote != "" {
-			rep.Notes = append(rep.Notes, env.haproxyNote)
-		}
+		rep.Notes = append(rep.Notes, env.haproxyNotes...)
 		err = runOnEnv(ctx, env, cfg, add)
 		if cerr := env.Close(); err == nil {
 			err = cerr
@@ -247,7 +255,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 }
 
 // throughputPaths are the paths measured at every concurrency, in order.
-var throughputPaths = []string{Raw, RawGrant, Direct, Balancer, HAProxy, Mutex}
+var throughputPaths = []string{Raw, RawGrant, Direct, Balancer, BalancerTCP, HAProxy, HAProxyTCP, Mutex}
 
 func runOnEnv(ctx context.Context, env *benchEnv, cfg Config, add func(Row)) error {
 	// Warm up every path (connections, sessions, caches).
@@ -309,27 +317,33 @@ func runOnEnv(ctx context.Context, env *benchEnv, cfg Config, add func(Row)) err
 
 // benchEnvConfig configures one benchmark environment.
 type benchEnvConfig struct {
-	Fsync              bool
-	TickMs, ElectionMs uint
-	HAProxy            bool
-	HAProxyPath        string
+	Fsync               bool
+	TickMs, ElectionMs  uint
+	HAProxy, HAProxyTCP bool // start haproxy in mode http, in mode tcp
+	HAProxyPath         string
+	BalancerExe         string // our balancer as child processes of this binary
 }
 
-// benchEnv is one embedded cluster with three lock servers, our balancer,
-// optionally haproxy, and etcd clients for the raw and Mutex paths. Unlike
+// benchEnv is one embedded cluster with three lock servers, our balancer in
+// each mode, optionally haproxy in each, and etcd clients for the raw and
+// Mutex paths. Unlike
 // a Sandbox it has no network emulator: it measures the product, not the
 // fault injector.
 type benchEnv struct {
-	cluster     *cluster.Cluster
-	servers     []*lockserver.Server
-	lb          *loadbalancer.Balancer
-	haproxy     *haproxyProc
-	haproxyNote string
-	etcd        []*clientv3.Client
-	tr          *http.Transport
-	hc          *http.Client
-	seq         atomic.Int64
-	bg          sync.WaitGroup // asynchronous revokes of the raw path
+	cluster      *cluster.Cluster
+	servers      []*lockserver.Server
+	lb           *loadbalancer.Balancer // http mode
+	lbTCP        *loadbalancer.Balancer // tcp mode
+	lbProc       *childProc             // with BalancerExe: our balancer, http mode
+	lbTCPProc    *childProc             // with BalancerExe: our balancer, tcp mode
+	haproxy      *childProc             // mode http
+	haproxyTCP   *childProc             // mode tcp
+	haproxyNotes []string
+	etcd         []*clientv3.Client
+	tr           *http.Transport
+	hc           *http.Client
+	seq          atomic.Int64
+	bg           sync.WaitGroup // asynchronous revokes of the raw path
 }
 
 func newBenchEnv(ctx context.Context, cfg benchEnvConfig) (env *benchEnv, err error) {
@@ -360,13 +374,7 @@ func newBenchEnv(ctx context.Context, cfg benchEnvConfig) (env *benchEnv, err er
 		}
 		backends = append(backends, "http://"+s.Addr())
 	}
-	// The design's balancer: round robin, a health check every 2 s.
-	lb, err := loadbalancer.New(loadbalancer.Config{Backends: backends, HealthInterval: 2 * time.Second})
-	if err != nil {
-		return nil, err
-	}
-	env.lb = lb
-	if err := labeled(ctx, cpuBalancer, lb.Start); err != nil {
+	if err := env.startBalancers(ctx, cfg, backends); err != nil {
 		return nil, err
 	}
 	err = labeled(ctx, cpuClients, func(context.Context) error { // the raw and Mutex paths' own etcd clients
@@ -384,23 +392,65 @@ func newBenchEnv(ctx context.Context, cfg benchEnvConfig) (env *benchEnv, err er
 	}
 	env.tr = &http.Transport{Proxy: nil, MaxIdleConns: 0, MaxIdleConnsPerHost: 1024, IdleConnTimeout: 90 * time.Second}
 	env.hc = &http.Client{Transport: env.tr}
-	if cfg.HAProxy {
-		path, err := exec.LookPath(cfg.HAProxyPath)
+	return env, nil
+}
+
+// startBalancers starts the design's balancer (round robin, a health check
+// every 2 s) in each of its modes — in this process, or as child processes
+// with cfg.BalancerExe — and haproxy in each mode cfg asks for (skipped
+// with a note when it cannot start).
+func (env *benchEnv) startBalancers(ctx context.Context, cfg benchEnvConfig, backends []string) error {
+	for _, mode := range []string{loadbalancer.ModeHTTP, loadbalancer.ModeTCP} {
+		lb, err := loadbalancer.New(loadbalancer.Config{Mode: mode, Backends: backends, HealthInterval: 2 * time.Second})
 		if err != nil {
-			env.haproxyNote = fmt.Sprintf("haproxy skipped: %s not found (apt-get install haproxy)", cfg.HAProxyPath)
-		} else if env.haproxy, err = startHAProxy(ctx, path, backends); err != nil {
-			env.haproxyNote = fmt.Sprintf("haproxy skipped: %v", err)
+			return err
+		}
+		if mode == loadbalancer.ModeTCP {
+			env.lbTCP = lb
+		} else {
+			env.lb = lb
+		}
+		if err := labeled(ctx, cpuBalancer, lb.Start); err != nil {
+			return err
 		}
 	}
-	return env, nil
+	if cfg.BalancerExe != "" {
+		for _, p := range []struct {
+			mode string
+			proc **childProc
+		}{{loadbalancer.ModeHTTP, &env.lbProc}, {loadbalancer.ModeTCP, &env.lbTCPProc}} {
+			var err error
+			if *p.proc, err = startBalancerProc(ctx, cfg.BalancerExe, p.mode, backends); err != nil {
+				return err
+			}
+		}
+	}
+	for _, ha := range []struct {
+		on   bool
+		mode string
+		proc **childProc
+	}{{cfg.HAProxy, "http", &env.haproxy}, {cfg.HAProxyTCP, "tcp", &env.haproxyTCP}} {
+		if !ha.on {
+			continue
+		}
+		path, err := exec.LookPath(cfg.HAProxyPath)
+		if err != nil {
+			env.haproxyNotes = append(env.haproxyNotes, fmt.Sprintf("haproxy (mode %s) skipped: %s not found (apt-get install haproxy)", ha.mode, cfg.HAProxyPath))
+		} else if *ha.proc, err = startHAProxy(ctx, path, ha.mode, backends); err != nil {
+			env.haproxyNotes = append(env.haproxyNotes, fmt.Sprintf("haproxy (mode %s) skipped: %v", ha.mode, err))
+		}
+	}
+	return nil
 }
 
 // Close stops haproxy, the clients, the balancer, the lock servers and the cluster.
 func (env *benchEnv) Close() error {
 	env.bg.Wait()
 	var errs []error
-	if env.haproxy != nil {
-		errs = append(errs, env.haproxy.Close())
+	for _, h := range []*childProc{env.lbProc, env.lbTCPProc, env.haproxy, env.haproxyTCP} {
+		if h != nil {
+			errs = append(errs, h.Close())
+		}
 	}
 	if env.tr != nil {
 		env.tr.CloseIdleConnections()
@@ -408,8 +458,10 @@ func (env *benchEnv) Close() error {
 	for _, c := range env.etcd {
 		errs = append(errs, c.Close())
 	}
-	if env.lb != nil {
-		errs = append(errs, env.lb.Close())
+	for _, lb := range []*loadbalancer.Balancer{env.lb, env.lbTCP} {
+		if lb != nil {
+			errs = append(errs, lb.Close())
+		}
 	}
 	for _, s := range env.servers {
 		errs = append(errs, s.Close())

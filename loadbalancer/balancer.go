@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"strings"
 	"sync"
@@ -38,14 +37,32 @@ const (
 	DefaultHealthTimeout  = time.Second
 	DefaultRise           = 2
 	DefaultFall           = 3
+	DefaultMode           = ModeHTTP
 
 	dialTimeout = 2 * time.Second
+)
+
+// Modes accepted by [Config].Mode.
+const (
+	// ModeHTTP parses every request: it can retry a request whose
+	// connection was refused, answer 502 outcome_unknown or 503 unavailable
+	// itself, and count answers by status (HAProxy's "mode http").
+	ModeHTTP = "http"
+	// ModeTCP balances connections and copies their bytes without parsing
+	// them (HAProxy's "mode tcp"); see tcp.go.
+	ModeTCP = "tcp"
 )
 
 // Config configures a [Balancer]. Zero fields take the documented defaults.
 type Config struct {
 	// Listen is the address Start listens on. Default "127.0.0.1:0".
 	Listen string
+	// Mode is "http" (default) or "tcp".
+	Mode string
+	// AdminListen, when set, is a second address on which Start serves
+	// MetricsPath and CheckPath (and nothing else), in either mode: in tcp
+	// mode the only way to reach them. Default: none.
+	AdminListen string
 	// Backends are the lock servers' base URLs, e.g. "http://127.0.0.1:4001".
 	// At least one is required.
 	Backends []string
@@ -65,10 +82,15 @@ type Config struct {
 	// connections of proxied requests) that take an up backend down.
 	// Default 3.
 	Fall int
-	// Transport carries proxied requests and health checks. Default: an
-	// *http.Transport that ignores proxy environment variables, keeps up to
-	// 512 idle connections per backend and dials with a 2s timeout.
+	// Transport carries the health checks. Default: an *http.Transport that
+	// ignores proxy environment variables, keeps up to 512 idle connections
+	// per backend and dials with Dial.
 	Transport http.RoundTripper
+	// Dial connects to a backend's host:port: the http mode's connections
+	// for proxied requests (kept alive, up to 512 idle per backend), every
+	// client connection of the tcp mode, and the default Transport's
+	// connections. Default: a net.Dialer with a 2s timeout.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Now stamps health checks. Default time.Now.
 	Now func() time.Time
 }
@@ -98,7 +120,9 @@ type Balancer struct {
 	backends []*backend
 	picker   Picker
 	handler  http.Handler
-	attempts sync.Pool // *attempt
+	attempts sync.Pool      // *attempt
+	buffers  *bufferPool    // copy buffers
+	upstream sync.WaitGroup // the http mode's connection watchers
 	metrics  *metrics
 	pause    gate
 
@@ -106,7 +130,10 @@ type Balancer struct {
 	started bool
 	closed  bool
 	ln      net.Listener
-	srv     *http.Server
+	srv     *http.Server // http mode
+	admin   *http.Server // on AdminListen
+	adminLn net.Listener
+	pipes   map[*pipe]struct{} // tcp mode: open connections
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup // serve and health goroutines
 	conns   sync.WaitGroup // server connections, see Close
@@ -116,9 +143,12 @@ type Balancer struct {
 // backend is one lock server with its proxy, health and counters.
 type backend struct {
 	url       string
+	addr      string // host:port
 	healthURL string
+	host      string   // the Host header of proxied requests
+	prefix    string   // the backend URL's path, prepended to requests'
 	header    []string // value of X-Locksim-Backend, shared read-only
-	proxy     *httputil.ReverseProxy
+	pool      *upPool  // http mode: kept-alive connections
 
 	up       atomic.Bool
 	requests atomic.Uint64
@@ -143,10 +173,9 @@ func New(cfg Config) (*Balancer, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Balancer{cfg: cfg, picker: picker, closeCh: make(chan struct{})}
-	pool := newBufferPool()
+	b := &Balancer{cfg: cfg, picker: picker, closeCh: make(chan struct{}), pipes: map[*pipe]struct{}{}, buffers: newBufferPool()}
 	for _, raw := range cfg.Backends {
-		be, err := newBackend(raw, cfg, pool, &b.pause)
+		be, err := newBackend(raw, cfg, &b.upstream)
 		if err != nil {
 			return nil, err
 		}
@@ -170,6 +199,12 @@ func (c *Config) fill() error {
 	}
 	if c.Policy == "" {
 		c.Policy = PolicyRoundRobin
+	}
+	if c.Mode == "" {
+		c.Mode = DefaultMode
+	}
+	if c.Mode != ModeHTTP && c.Mode != ModeTCP {
+		return fmt.Errorf("%w: unknown mode %q (want %q or %q)", ErrInvalidConfig, c.Mode, ModeHTTP, ModeTCP)
 	}
 	if c.HealthPath == "" {
 		c.HealthPath = DefaultHealthPath
@@ -195,8 +230,11 @@ func (c *Config) fill() error {
 	if c.Rise < 0 || c.Fall < 0 {
 		return fmt.Errorf("%w: negative rise or fall", ErrInvalidConfig)
 	}
+	if c.Dial == nil {
+		c.Dial = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	}
 	if c.Transport == nil {
-		c.Transport = newTransport()
+		c.Transport = newTransport(c.Dial)
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -205,20 +243,17 @@ func (c *Config) fill() error {
 	return nil
 }
 
-func newTransport() *http.Transport {
+func newTransport(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Transport {
 	return &http.Transport{
-		Proxy: nil, // never the environment's proxy: backends are local
-		DialContext: (&net.Dialer{
-			Timeout:   dialTimeout,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
+		Proxy:               nil, // never the environment's proxy: backends are local
+		DialContext:         dial,
 		MaxIdleConns:        0, // no global limit
 		MaxIdleConnsPerHost: 512,
 		IdleConnTimeout:     90 * time.Second,
 	}
 }
 
-func newBackend(raw string, cfg Config, pool *bufferPool, pause *gate) (*backend, error) {
+func newBackend(raw string, cfg Config, watchers *sync.WaitGroup) (*backend, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%w: backend %q: %w", ErrInvalidConfig, raw, err)
@@ -230,27 +265,31 @@ func newBackend(raw string, cfg Config, pool *bufferPool, pause *gate) (*backend
 		return nil, fmt.Errorf("%w: backend %q: query or fragment not allowed", ErrInvalidConfig, raw)
 	}
 	base := strings.TrimSuffix(u.String(), "/")
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
+	}
+	serverName := ""
+	if u.Scheme == "https" {
+		serverName = u.Hostname()
+	}
 	be := &backend{
 		url:       base,
+		addr:      addr,
+		host:      u.Host,
+		prefix:    strings.TrimSuffix(u.Path, "/"),
 		healthURL: base + cfg.HealthPath,
 		header:    []string{base},
+		pool:      newUpPool(addr, serverName, cfg.Dial, watchers),
 	}
 	be.up.Store(true)
 	be.health.up = true
-	be.proxy = &httputil.ReverseProxy{
-		Rewrite:      rewriteTo(u),
-		Transport:    cfg.Transport,
-		BufferPool:   pool,
-		ErrorHandler: recordError,
-		ErrorLog:     discardLog,
-		// A paused balancer holds the answer it got until resumed.
-		ModifyResponse: func(resp *http.Response) error { return pause.check(resp.Request.Context()) },
-	}
 	return be, nil
 }
 
-// Start listens on Listen, serves the proxy and starts the health checks.
-// ctx bounds the start only; the balancer then runs until Close.
+// Start listens on Listen (and AdminListen), serves the proxy and starts
+// the health checks. ctx bounds the start only; the balancer then runs
+// until Close.
 func (b *Balancer) Start(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -265,21 +304,26 @@ func (b *Balancer) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("loadbalancer: listen %s: %w", b.cfg.Listen, err)
 	}
+	var adminLn net.Listener
+	if b.cfg.AdminListen != "" {
+		if adminLn, err = lc.Listen(ctx, "tcp", b.cfg.AdminListen); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("loadbalancer: listen %s (admin): %w", b.cfg.AdminListen, err)
+		}
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	b.started, b.ln, b.cancel = true, ln, cancel
-	b.srv = &http.Server{
-		Handler:           b.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          discardLog,
-		// Requests in flight are cancelled by Close.
-		BaseContext: func(net.Listener) context.Context { return runCtx },
-		ConnState:   b.trackConn,
+	if b.cfg.Mode == ModeTCP {
+		b.wg.Go(func() { b.acceptTCP(runCtx, ln) })
+	} else {
+		b.srv = b.newServer(runCtx, b.handler)
+		b.wg.Go(func() { _ = b.srv.Serve(ln) }) // returns http.ErrServerClosed on Close
 	}
-	b.wg.Add(1 + len(b.backends))
-	go func() {
-		defer b.wg.Done()
-		_ = b.srv.Serve(ln) // returns http.ErrServerClosed on Close
-	}()
+	if adminLn != nil {
+		b.admin, b.adminLn = b.newServer(runCtx, http.HandlerFunc(b.serveAdmin)), adminLn
+		b.wg.Go(func() { _ = b.admin.Serve(adminLn) })
+	}
+	b.wg.Add(len(b.backends))
 	for _, be := range b.backends {
 		go func() {
 			defer b.wg.Done()
@@ -287,6 +331,18 @@ func (b *Balancer) Start(ctx context.Context) error {
 		}()
 	}
 	return nil
+}
+
+// newServer is an http.Server for h whose requests are cancelled by Close
+// and whose connections Close waits for.
+func (b *Balancer) newServer(runCtx context.Context, h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          discardLog,
+		BaseContext:       func(net.Listener) context.Context { return runCtx },
+		ConnState:         b.trackConn,
+	}
 }
 
 // trackConn counts the server's connections so that Close can wait for
@@ -302,10 +358,10 @@ func (b *Balancer) trackConn(_ net.Conn, s http.ConnState) {
 	}
 }
 
-// Close stops the balancer abruptly: it closes the listener and every
-// client connection, cancels requests in flight and stops the health
-// checks. It returns when all of the balancer's goroutines are gone and
-// closes the idle connections of Transport. Close is idempotent; later
+// Close stops the balancer abruptly: it closes the listener, every client
+// connection and every connection to a backend, cancels requests in flight
+// and stops the health checks. It returns when all of the balancer's
+// goroutines are gone and closes the idle connections of Transport. Close is idempotent; later
 // and concurrent calls wait for the first to finish.
 func (b *Balancer) Close() error {
 	b.mu.Lock()
@@ -315,18 +371,32 @@ func (b *Balancer) Close() error {
 		return nil
 	}
 	b.closed = true
-	srv, cancel := b.srv, b.cancel
+	ln, srv, admin, cancel := b.ln, b.srv, b.admin, b.cancel
 	b.mu.Unlock()
 	// A paused balancer's requests see their context cancelled below and
 	// give up; the gate itself stays as it is.
 
 	var err error
-	if srv != nil {
-		err = srv.Close() // drop every client connection first, like a crash
-		cancel()          // then cancel requests in flight and health checks
-		b.wg.Wait()       // Serve has returned: no more conns.Add
-		b.conns.Wait()    // every handler has returned
+	if cancel != nil {
+		if srv != nil {
+			err = srv.Close() // drop every client connection first, like a crash
+		} else if cerr := ln.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+			err = cerr
+		}
+		if admin != nil {
+			_ = admin.Close()
+		}
+		b.closePipes() // tcp mode: every client and backend connection
+		cancel()       // then cancel requests in flight and health checks
 	}
+	for _, be := range b.backends {
+		be.pool.close() // http mode: connections to backends, busy ones too
+	}
+	if cancel != nil {
+		b.wg.Wait()    // Serve and accept have returned: no more conns.Add
+		b.conns.Wait() // every handler and pipe has returned
+	}
+	b.upstream.Wait()
 	if ci, ok := b.cfg.Transport.(interface{ CloseIdleConnections() }); ok {
 		ci.CloseIdleConnections()
 	}
@@ -346,6 +416,20 @@ func (b *Balancer) Addr() string {
 	}
 	return b.ln.Addr().String()
 }
+
+// AdminAddr returns the address of AdminListen's listener ("" before Start
+// or without one).
+func (b *Balancer) AdminAddr() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.adminLn == nil {
+		return ""
+	}
+	return b.adminLn.Addr().String()
+}
+
+// Mode returns the balancer's mode, "http" or "tcp".
+func (b *Balancer) Mode() string { return b.cfg.Mode }
 
 // URL returns "http://" + Addr() ("" before Start).
 func (b *Balancer) URL() string {
@@ -367,8 +451,9 @@ func (b *Balancer) Resume() { b.pause.resume() }
 // Paused reports whether the balancer is paused.
 func (b *Balancer) Paused() bool { return b.pause.paused() }
 
-// Handler returns the proxy handler, for serving it elsewhere. It works
-// before Start; without Start no health checks run.
+// Handler returns the http mode's proxy handler (whatever Mode says), for
+// serving it elsewhere. It works before Start; without Start no health
+// checks run. Close closes its connections to the backends.
 func (b *Balancer) Handler() http.Handler { return b.handler }
 
 // Stats returns a snapshot of every backend, in Config.Backends order.

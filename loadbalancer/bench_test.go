@@ -11,9 +11,10 @@ import (
 )
 
 // BenchmarkProxy compares 16 concurrent clients against an httptest backend
-// directly and through the balancer. Run with -benchtime=2s. allocs/op
-// counts the whole process (client, balancer and backend); the difference
-// between the rows is the balancer's share.
+// directly and through the balancer, in http mode (each policy) and in tcp
+// mode. Run with -benchtime=2s. allocs/op counts the whole process (client,
+// balancer and backend); the difference between the rows is the balancer's
+// share.
 func BenchmarkProxy(b *testing.B) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
@@ -23,9 +24,13 @@ func BenchmarkProxy(b *testing.B) {
 	defer backend.Close()
 
 	b.Run("direct", func(b *testing.B) { runClients(b, backend.URL) })
-	for _, policy := range []string{PolicyRoundRobin, PolicyLeastConnections} {
-		b.Run("balancer-"+policy, func(b *testing.B) {
-			bal, err := New(Config{Backends: []string{backend.URL}, Policy: policy})
+	for _, name := range []string{PolicyRoundRobin, PolicyLeastConnections, "tcp"} {
+		b.Run("balancer-"+name, func(b *testing.B) {
+			cfg := Config{Backends: []string{backend.URL}, Policy: name}
+			if name == "tcp" {
+				cfg = Config{Backends: []string{backend.URL}, Mode: ModeTCP}
+			}
+			bal, err := New(cfg)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -1,5 +1,7 @@
-// Package loadbalancer is locksim's in-process HTTP load balancer: the
-// HAProxy or Nginx of the design, in front of the stateless lock servers.
+// Package loadbalancer is locksim's in-process load balancer: the HAProxy
+// or Nginx of the design, in front of the stateless lock servers. Like
+// HAProxy it has two modes (Config.Mode): "http" (the default) balances
+// requests, "tcp" balances connections and copies their bytes unparsed.
 //
 // It has a pure core and a thin I/O shell:
 //   - picker.go: [RoundRobin] and [LeastConnections] choose among the
@@ -7,10 +9,17 @@
 //   - health.go: an active check of every backend's HealthPath each
 //     HealthInterval, with HAProxy's rise/fall counting. Backends start up,
 //     so traffic flows at once; Fall failed checks in a row take one down,
-//     Rise good checks in a row bring it back. A proxied request whose
-//     connection is refused also counts as one failed check.
-//   - proxy.go: one [net/http/httputil.ReverseProxy] (with Rewrite) per
-//     backend, and the retry rule.
+//     Rise good checks in a row bring it back. A proxied request (tcp mode:
+//     connection) whose connection is refused also counts as one failed
+//     check.
+//   - proxy.go, wire.go, upstream.go: the http mode. An [net/http.Server]
+//     takes the clients' requests; each is written by hand (HTTP/1.1) on a
+//     kept-alive connection to the chosen backend and its answer's header
+//     is parsed in place, so that a proxied request allocates next to
+//     nothing; a watcher goroutine per backend connection notices a
+//     connection its backend closed while it was idle and drops it before
+//     a request could be lost on it. And the retry rule.
+//   - tcp.go: the tcp mode (see there for what it decides and gives up).
 //
 // The retry rule protects lock operations from duplication: a request is
 // sent to the next eligible backend only when its connection was never
@@ -22,10 +31,17 @@
 // server","code":"unavailable"} with Retry-After: 1; nothing was done.
 // Request bodies of up to 64 KiB are buffered so they can be resent.
 // Every proxied response carries [BackendHeader] (X-Locksim-Backend) with
-// the URL of the backend that served it. X-Forwarded-* headers are not set.
-// The balancer answers two paths itself: [MetricsPath] (its Prometheus
-// metrics) and [CheckPath] (GET /balancer/health: 200 while any backend is
-// up, 503 otherwise — what keepalived's vrrp_script checks).
+// the URL of the backend that served it. X-Forwarded-* headers are not set;
+// hop-by-hop headers are not forwarded either way. The balancer answers two
+// paths itself: [MetricsPath] (its Prometheus metrics) and [CheckPath] (GET
+// /balancer/health: 200 while any backend is up, 503 otherwise — what
+// keepalived's vrrp_script checks); in tcp mode only on Config.AdminListen.
+//
+// In tcp mode none of the above per-request rules apply: a client's
+// connection goes to one backend for its whole life, a refused connection
+// to a backend is retried on the next one (nothing was forwarded yet), and
+// a client whose connection no backend takes sees it reset (the balancer
+// cannot answer in HTTP).
 //
 // # Redundant balancers
 //
@@ -64,6 +80,12 @@
 //	defer b.Close()
 //	resp, err := http.Post(b.URL()+"/locks/acquire", "application/json", body)
 //
+// The same in tcp mode, with the balancer's own paths on a second address:
+//
+//	b, err := loadbalancer.New(loadbalancer.Config{
+//		Backends: backends, Mode: loadbalancer.ModeTCP, AdminListen: "127.0.0.1:9090",
+//	})
+//
 // To "restart" a closed balancer on the same address, create a new one with
 // Listen set to the old Addr().
 //
@@ -83,12 +105,17 @@
 // # Concurrency
 //
 // All methods are safe for concurrent use. Start runs one goroutine for the
-// server and one health-check goroutine per backend. Close is abrupt: it
-// drops client connections, cancels requests in flight (their clients see
-// an error or outcome_unknown) and returns when every goroutine it owns has
-// ended. The hot path takes no locks other than inside net/http: backend
-// state is read with atomics and per-request scratch space is pooled.
-// Pause holds requests and health checks at their next checkpoint.
+// server (tcp mode: the accept loop; one more with AdminListen) and one
+// health-check goroutine per backend; the http mode runs one watcher per
+// connection to a backend, the tcp mode two goroutines per client
+// connection. Close is abrupt: it drops client and backend connections,
+// cancels requests in flight (their clients see an error or
+// outcome_unknown) and returns when every goroutine it owns has ended.
+// Shutdown drains first. The hot path takes one short lock per request to
+// borrow a backend connection (tcp mode: none); backend state is read with
+// atomics and per-request scratch space is pooled. Pause holds requests (tcp
+// mode: bytes and new connections) and health checks at their next
+// checkpoint.
 //
 // A Router is used by one goroutine (its Node's). Node and VirtualAddress
 // are safe for concurrent use; a Node runs one goroutine for its election,

@@ -32,9 +32,10 @@ func (c *statusCounts) add(code int) {
 // metrics is the balancer's Prometheus registry (never the global one:
 // many balancers may live in one process).
 type metrics struct {
-	reg     *prometheus.Registry
-	none    statusCounts // answers without a backend
-	handler http.Handler
+	reg      *prometheus.Registry
+	none     statusCounts  // answers without a backend
+	unserved atomic.Uint64 // tcp mode: connections no backend took
+	handler  http.Handler
 }
 
 func newMetrics(b *Balancer) *metrics {
@@ -76,21 +77,23 @@ var (
 	descUp = prometheus.NewDesc("loadbalancer_backend_up",
 		"1 if the backend takes new requests (health checks with rise/fall), else 0.", []string{"backend"}, nil)
 	descInFlight = prometheus.NewDesc("loadbalancer_backend_in_flight",
-		"Requests outstanding on the backend now.", []string{"backend"}, nil)
+		"Requests (tcp mode: open connections) outstanding on the backend now.", []string{"backend"}, nil)
 	descRequests = prometheus.NewDesc("loadbalancer_requests_total",
 		`Answers sent to clients, by backend and status code (backend "none": no backend was up or every one refused the connection).`,
 		[]string{"backend", "code"}, nil)
 	descForwarded = prometheus.NewDesc("loadbalancer_backend_forwarded_total",
-		"Requests forwarded to the backend, including attempts whose connection was refused.", []string{"backend"}, nil)
+		"Requests (tcp mode: connections) forwarded to the backend, including attempts whose connection was refused.", []string{"backend"}, nil)
 	descFailures = prometheus.NewDesc("loadbalancer_backend_failures_total",
-		"Forwarded requests that ended in a transport error (refused, or lost before the full answer).", []string{"backend"}, nil)
+		"Forwarded requests (tcp mode: connections) that ended in a transport error (refused, or lost before the full answer).", []string{"backend"}, nil)
+	descUnserved = prometheus.NewDesc("loadbalancer_unserved_connections_total",
+		"tcp mode: client connections reset because no backend was up or every one refused the connection.", nil, nil)
 )
 
 // collector reads the backends' atomics at scrape time.
 type collector struct{ b *Balancer }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descInFlight, descRequests, descForwarded, descFailures} {
+	for _, d := range []*prometheus.Desc{descUp, descInFlight, descRequests, descForwarded, descFailures, descUnserved} {
 		ch <- d
 	}
 }
@@ -115,4 +118,22 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		codes(be.url, &be.codes)
 	}
 	codes(noBackend, &c.b.metrics.none)
+	if c.b.cfg.Mode == ModeTCP {
+		ch <- prometheus.MustNewConstMetric(descUnserved, prometheus.CounterValue, float64(c.b.metrics.unserved.Load()))
+	}
+}
+
+// serveAdmin answers AdminListen: MetricsPath and CheckPath, 404 otherwise.
+func (b *Balancer) serveAdmin(w http.ResponseWriter, r *http.Request) {
+	if b.pause.check(r.Context()) != nil {
+		panic(http.ErrAbortHandler) // frozen until the client left: no answer at all
+	}
+	switch r.URL.Path {
+	case MetricsPath:
+		b.serveMetrics(w, r)
+	case CheckPath:
+		b.serveCheck(w, r)
+	default:
+		writeJSON(w, http.StatusNotFound, []byte(`{"success":false,"error":"not found: this address serves `+MetricsPath+` and `+CheckPath+`","code":"not_found"}`), nil)
+	}
 }

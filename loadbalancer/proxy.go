@@ -1,8 +1,8 @@
 package loadbalancer
 
 import (
+	"bufio"
 	"bytes"
-	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/url"
 	"sync"
 )
 
@@ -45,54 +44,13 @@ type errorBody struct {
 }
 
 // attempt is the per-request scratch space, recycled through a pool so
-// that choosing backends allocates nothing.
+// that choosing backends, buffering the body and reading the answer's
+// header allocate nothing.
 type attempt struct {
 	views []BackendView
 	tried []bool
-	w     attemptWriter
-}
-
-// attemptWriter carries a transport error from the ReverseProxy's
-// ErrorHandler back to serveHTTP, which decides between a retry, a 502 and
-// a 503. ReverseProxy calls the ErrorHandler before writing anything.
-type attemptWriter struct {
-	http.ResponseWriter
-	err    error
-	status int // the final status the backend's answer was sent with
-}
-
-// WriteHeader records the final status (for the metrics) and sends it.
-func (w *attemptWriter) WriteHeader(code int) {
-	if code >= 200 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-// Unwrap lets http.ResponseController reach the server's writer.
-func (w *attemptWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// recordError is every backend proxy's ErrorHandler.
-func recordError(rw http.ResponseWriter, _ *http.Request, err error) {
-	if aw, ok := rw.(*attemptWriter); ok {
-		aw.err = err
-		return
-	}
-	writeOutcomeUnknown(rw, "", err) // not reached: serveHTTP always wraps
-}
-
-// rewriteTo returns a Rewrite func sending requests to target, keeping
-// the request's path and query. X-Forwarded-* headers are not added.
-func rewriteTo(target *url.URL) func(*httputil.ProxyRequest) {
-	if target.Path == "" || target.Path == "/" {
-		scheme, host := target.Scheme, target.Host
-		return func(pr *httputil.ProxyRequest) {
-			pr.Out.URL.Scheme = scheme
-			pr.Out.URL.Host = host
-			pr.Out.Host = ""
-		}
-	}
-	return func(pr *httputil.ProxyRequest) { pr.SetURL(target) }
+	body  []byte // the buffered request body
+	ans   answer
 }
 
 // serveHTTP is the balancer's handler: pick a backend, forward, and on a
@@ -109,18 +67,17 @@ func (b *Balancer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		b.serveCheck(w, r)
 		return
 	}
-	replayable, err := prepareBody(r)
+	a := b.attempts.Get().(*attempt)
+	defer b.release(a)
+	buffered, err := a.readBody(r)
 	if err != nil {
 		b.countAnswer(nil, http.StatusBadRequest)
 		writeJSON(w, http.StatusBadRequest, badBodyBody, nil)
 		return
 	}
-	a := b.attempts.Get().(*attempt)
-	defer b.release(a)
 	clear(a.tried)
-	a.w.ResponseWriter = w
 
-	for n := 0; ; n++ {
+	for {
 		for i, be := range b.backends {
 			a.views[i] = BackendView{
 				Eligible: !a.tried[i] && be.up.Load(),
@@ -133,11 +90,8 @@ func (b *Balancer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		a.tried[i] = true
 		be := b.backends[i]
-		if n > 0 {
-			rewind(r)
-		}
 		w.Header()[BackendHeader] = be.header
-		err := b.forward(be, a, r)
+		err := b.forward(be, a, w, r, buffered)
 		if err == nil {
 			return
 		}
@@ -155,7 +109,7 @@ func (b *Balancer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		b.record(be, err, false) // a refused connection counts toward Fall
-		if !replayable {
+		if !buffered {
 			break
 		}
 	}
@@ -165,105 +119,196 @@ func (b *Balancer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (b *Balancer) release(a *attempt) {
-	a.w = attemptWriter{}
+	if cap(a.body) > maxBufferedBody+1 {
+		a.body = nil
+	}
+	a.body = a.body[:0]
+	a.ans.reset()
 	b.attempts.Put(a)
 }
 
-// forward sends r to be once and returns the transport error, if any.
-func (b *Balancer) forward(be *backend, a *attempt, r *http.Request) error {
+// forward sends r to be once and copies its answer to w. It returns an
+// error only before anything was written to w: a dial error when nothing
+// was sent, any other error when the request may have reached the backend.
+// A failure after the answer started aborts the handler (the client sees
+// its connection end), as httputil.ReverseProxy does.
+func (b *Balancer) forward(be *backend, a *attempt, w http.ResponseWriter, r *http.Request, buffered bool) error {
 	be.requests.Add(1)
 	be.inFlight.Add(1)
-	a.w.err, a.w.status = nil, 0
-	defer func() {
-		be.inFlight.Add(-1)
-		if p := recover(); p != nil {
-			// ReverseProxy aborts with http.ErrAbortHandler when the
-			// backend's connection fails after the response started.
-			be.failures.Add(1)
-			b.countAnswer(be, a.w.status)
-			panic(p)
+	defer be.inFlight.Add(-1)
+	ctx := r.Context()
+	fail := func(c *upConn, err error) error {
+		if c != nil {
+			c.discard()
 		}
-	}()
-	be.proxy.ServeHTTP(&a.w, r)
-	if a.w.err != nil && r.Context().Err() == nil {
-		be.failures.Add(1)
+		if ctx.Err() == nil {
+			be.failures.Add(1)
+		}
+		return err
 	}
-	if a.w.err == nil {
-		b.countAnswer(be, cmp.Or(a.w.status, http.StatusOK))
+	c, _, err := be.pool.get(ctx)
+	if err != nil {
+		return fail(nil, err)
 	}
-	return a.w.err
+	if err := writeRequest(c, r, be.host, be.prefix, a.body, buffered); err != nil {
+		return fail(c, err)
+	}
+	if err := c.awaitAnswer(ctx); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF // closed without an answer
+		}
+		return fail(c, err)
+	}
+	if err := readAnswerHead(c.br, r.Method, &a.ans); err != nil {
+		return fail(c, err)
+	}
+	// A paused balancer holds the answer it got until resumed.
+	if err := b.pause.check(ctx); err != nil {
+		c.discard()
+		return err
+	}
+	a.ans.writeHead(w.Header())
+	w.WriteHeader(a.ans.status)
+	b.countAnswer(be, a.ans.status)
+	if fromBackend, err := copyAnswerBody(w, c.br, &a.ans, b.buffers); err != nil {
+		c.discard()
+		if fromBackend && ctx.Err() == nil {
+			be.failures.Add(1)
+		}
+		panic(http.ErrAbortHandler)
+	}
+	if a.ans.close {
+		c.discard()
+	} else {
+		c.pool.put(c)
+	}
+	return nil
+}
+
+// copyAnswerBody copies the answer's body from br to w; fromBackend says
+// whether an error was reading (the backend's side) rather than writing.
+func copyAnswerBody(w http.ResponseWriter, br *bufio.Reader, a *answer, buffers *bufferPool) (fromBackend bool, err error) {
+	switch a.framing {
+	case bodyNone:
+		return false, nil
+	case bodyLength:
+		for rem := a.length; rem > 0; {
+			if br.Buffered() == 0 {
+				if _, err := br.Peek(1); err != nil {
+					return true, unexpected(err)
+				}
+			}
+			n := int(min(int64(br.Buffered()), rem))
+			p, _ := br.Peek(n)
+			if _, err := w.Write(p); err != nil {
+				return false, err
+			}
+			_, _ = br.Discard(n)
+			rem -= int64(n)
+		}
+		return false, nil
+	}
+	// Chunked, or until the backend closes: a stream, flushed as it comes.
+	var src io.Reader = br
+	if a.framing == bodyChunked {
+		src = httputil.NewChunkedReader(br)
+	}
+	buf := buffers.Get()
+	defer buffers.Put(buf)
+	flusher, _ := w.(http.Flusher)
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			if _, err := w.Write(buf[:n]); err != nil {
+				return false, err
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+		if errors.Is(rerr, io.EOF) {
+			if a.framing == bodyChunked {
+				return true, skipTrailer(br)
+			}
+			return false, nil
+		}
+		if rerr != nil {
+			return true, unexpected(rerr)
+		}
+	}
+}
+
+// skipTrailer reads a chunked body's trailer lines (not forwarded).
+func skipTrailer(br *bufio.Reader) error {
+	for {
+		line, err := readLine(br)
+		if err != nil {
+			return unexpected(err)
+		}
+		if len(line) == 0 {
+			return nil
+		}
+	}
+}
+
+// unexpected turns an end of stream in the middle of an answer into
+// io.ErrUnexpectedEOF.
+func unexpected(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // isDialError reports whether err means the connection was never
 // established (refused, unreachable, dial timeout), so nothing was sent.
-// Requests lost on a reused connection before anything was written are
-// resent by http.Transport itself, thanks to GetBody.
+// A kept-alive connection that its backend closed while idle is noticed
+// and dropped before it is used (upstream.go).
 func isDialError(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-// prepareBody buffers a body of up to maxBufferedBody bytes so that it can
-// be sent again, and reports whether it can. A larger body is streamed.
-func prepareBody(r *http.Request) (replayable bool, err error) {
+// readBody buffers a body of up to maxBufferedBody bytes in a.body so that
+// it can be sent again, and reports whether it can. A larger body is
+// streamed (r.Body then reads what was already taken, then the rest).
+func (a *attempt) readBody(r *http.Request) (buffered bool, err error) {
+	a.body = a.body[:0]
 	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
 		return true, nil
 	}
-	var data []byte
-	if r.ContentLength > 0 && r.ContentLength <= maxBufferedBody {
-		data = make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, data); err != nil {
-			return false, fmt.Errorf("loadbalancer: read body: %w", err)
+	if r.ContentLength > maxBufferedBody {
+		return false, nil
+	}
+	limit := maxBufferedBody + 1
+	if r.ContentLength > 0 {
+		limit = int(r.ContentLength)
+	}
+	if cap(a.body) < limit {
+		a.body = make([]byte, 0, max(limit, 512))
+	}
+	for len(a.body) < limit {
+		n, err := r.Body.Read(a.body[len(a.body):limit])
+		a.body = a.body[:len(a.body)+n]
+		if errors.Is(err, io.EOF) {
+			break
 		}
-	} else {
-		data, err = io.ReadAll(io.LimitReader(r.Body, maxBufferedBody+1))
 		if err != nil {
 			return false, fmt.Errorf("loadbalancer: read body: %w", err)
 		}
-		if len(data) > maxBufferedBody {
-			r.Body = struct {
-				io.Reader
-				io.Closer
-			}{io.MultiReader(bytes.NewReader(data), r.Body), r.Body}
-			return false, nil
-		}
-		r.ContentLength = int64(len(data))
-		r.TransferEncoding = nil
 	}
-	rb := &replayBody{data: data}
-	r.Body = rb
-	r.GetBody = rb.fresh
+	if r.ContentLength > 0 && len(a.body) < limit {
+		return false, fmt.Errorf("loadbalancer: read body: %w", io.ErrUnexpectedEOF)
+	}
+	if len(a.body) > maxBufferedBody { // unknown length, too long: stream it
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(bytes.Clone(a.body)), r.Body), r.Body}
+		return false, nil
+	}
 	return true, nil
 }
-
-// rewind gives r a fresh reader over its buffered body.
-func rewind(r *http.Request) {
-	if rb, ok := r.Body.(*replayBody); ok {
-		r.Body = &replayBody{data: rb.data}
-	}
-}
-
-// replayBody reads an immutable buffered body. Each send gets its own
-// replayBody, so a transport goroutine outliving the handler reads only
-// data that nobody changes.
-type replayBody struct {
-	data []byte
-	off  int
-}
-
-func (b *replayBody) Read(p []byte) (int, error) {
-	if b.off >= len(b.data) {
-		return 0, io.EOF
-	}
-	n := copy(p, b.data[b.off:])
-	b.off += n
-	return n, nil
-}
-
-func (b *replayBody) Close() error { return nil }
-
-// fresh is the request's GetBody.
-func (b *replayBody) fresh() (io.ReadCloser, error) { return &replayBody{data: b.data}, nil }
 
 func writeOutcomeUnknown(w http.ResponseWriter, backendURL string, err error) {
 	msg := "the lock server failed during the request, which may have taken effect: " + err.Error()
@@ -285,8 +330,8 @@ func writeJSON(w http.ResponseWriter, status int, body []byte, retryAfter []stri
 	_, _ = w.Write(body)
 }
 
-// bufferPool recycles ReverseProxy's response copy buffers without the
-// per-Put allocation of a sync.Pool of slices.
+// bufferPool recycles copy buffers (tcp mode, streamed answers) without
+// the per-Put allocation of a sync.Pool of slices.
 type bufferPool struct {
 	mu   sync.Mutex
 	free [][]byte

@@ -1,6 +1,7 @@
 package loadbalancer
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -307,36 +309,33 @@ func urls(backends []*counting) []string {
 	return out
 }
 
-// greedyDialFailure reads the whole body before failing as if the dial had
-// failed: the retry must still send the whole body (the body is rewound).
-type greedyDialFailure struct {
-	deadHost string
-	next     http.RoundTripper
-}
-
-func (g greedyDialFailure) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL.Host != g.deadHost {
-		return g.next.RoundTrip(req)
-	}
-	if req.Body != nil {
-		_, _ = io.ReadAll(req.Body)
-	}
-	return nil, &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("injected refusal")}
-}
-
-func TestRetryRewindsBodyAndUsesInjectedTransport(t *testing.T) {
+// TestRetryResendsTheWholeBodyThroughTheInjectedDial: proxied requests
+// connect through Config.Dial; a refused dial is retried on the next
+// backend with the whole body.
+func TestRetryResendsTheWholeBodyThroughTheInjectedDial(t *testing.T) {
 	live := newCounting(t)
-	dead := "http://dead.invalid:1"
-	next := &http.Transport{Proxy: nil}
-	t.Cleanup(next.CloseIdleConnections)
+	const dead = "dead.invalid:1"
+	var dials sync.Map
 	bal := newTestBalancer(t, Config{
-		Backends:  []string{dead, live.URL()},
-		Transport: greedyDialFailure{deadHost: "dead.invalid:1", next: next},
-		Fall:      100,
+		Backends: []string{"http://" + dead, live.URL()},
+		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			n, _ := dials.LoadOrStore(addr, new(atomic.Int64))
+			n.(*atomic.Int64).Add(1)
+			if addr == dead {
+				return nil, &net.OpError{Op: "dial", Net: network, Err: errors.New("injected refusal")}
+			}
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+		Fall: 100,
 	})
 	body := `{"resourceId":"order:7"}`
 	got := post(t, serveHandler(t, bal), "/locks/acquire", body)
 	assert.Equal(t, http.StatusOK, got.status)
 	assert.Equal(t, body, got.body)
 	assert.EqualValues(t, 1, bal.Stats()[0].Failures)
+	n, ok := dials.Load(dead)
+	require.True(t, ok, "the dead backend was dialed through Config.Dial")
+	assert.EqualValues(t, 1, n.(*atomic.Int64).Load())
+	_, ok = dials.Load(strings.TrimPrefix(live.URL(), "http://"))
+	assert.True(t, ok, "the live backend too")
 }

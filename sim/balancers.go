@@ -177,10 +177,12 @@ func (sb *Sandbox) startBalancer(ctx context.Context, slot *balancerSlot) error 
 	}
 	lb, err := loadbalancer.New(loadbalancer.Config{
 		Listen:         slot.addr,
+		Mode:           sb.cfg.BalancerMode,
 		Backends:       backends,
 		Policy:         sb.cfg.Policy,
 		HealthInterval: sb.cfg.HealthInterval,
 		Transport:      tr,
+		Dial:           dial, // tcp mode: client connections to lock servers
 	})
 	if err != nil {
 		return err

@@ -75,6 +75,13 @@ type Config struct {
 
 	// Policy is the balancer's policy: "round-robin" (default) or "least-connections".
 	Policy string
+	// BalancerMode is every balancer's mode: "http" (default; per-request
+	// balancing, answers of its own such as 502 outcome_unknown) or "tcp"
+	// (HAProxy's mode tcp: each client connection goes to one lock server,
+	// its bytes copied unparsed; see loadbalancer's tcp.go). In tcp mode the
+	// balancers' in-flight and request counts, and the lock servers' in the
+	// State, count connections.
+	BalancerMode string
 	// Balancers is the number of balancers, 1..8. Default 1: one balancer,
 	// named "balancer", listening on BalancerListen. Two or more
 	// (balancer-1..N, balancer-i at VRRP priority 100 + 10*(N-i)) elect a
@@ -215,6 +222,9 @@ func (c *Config) setDefaults() {
 	if c.Policy == "" {
 		c.Policy = scenarios.DefaultBalancer
 	}
+	if c.BalancerMode == "" {
+		c.BalancerMode = loadbalancer.ModeHTTP
+	}
 	if c.BalancerListen == "" {
 		c.BalancerListen = "127.0.0.1:0"
 	}
@@ -270,6 +280,8 @@ func (c *Config) validate() error {
 		return bad("clients must be 0..256, got %d", c.Clients)
 	case c.Policy != scenarios.BalancerRoundRobin && c.Policy != scenarios.BalancerLeastConnections:
 		return bad("policy must be round-robin or least-connections, got %q", c.Policy)
+	case c.BalancerMode != loadbalancer.ModeHTTP && c.BalancerMode != loadbalancer.ModeTCP:
+		return bad("balancer mode must be http or tcp, got %q", c.BalancerMode)
 	case c.Unsafe != "" && c.Unsafe != scenarios.UnsafeCheckThenSet:
 		return bad("unsafe mode must be check-then-set, got %q", c.Unsafe)
 	case c.LockServerCmd != "" && c.LockServerFunc != nil:

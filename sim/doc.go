@@ -45,6 +45,11 @@
 // BalancerEvents and SubscribeBalancers report every change of VRRP state;
 // State.Balancers and State.VIP show the group.
 //
+// Config.BalancerMode "tcp" runs every balancer in its layer-4 mode: each
+// client connection goes to one lock server, its bytes copied unparsed,
+// through the same links of the network emulator; a balancer's in-flight
+// count is then its open connections.
+//
 // # Lock servers that are not locksim's own
 //
 // Config.LockServerCmd runs every lock server as its own process, from a

@@ -282,6 +282,7 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{"two members", Config{Members: 2}},
 		{"no lock servers", Config{LockServers: -1}},
 		{"unknown policy", Config{Policy: "random"}},
+		{"unknown balancer mode", Config{BalancerMode: "udp"}},
 		{"unknown unsafe mode", Config{Unsafe: "yolo"}},
 		{"bad resource id", Config{Workload: Workload{Resources: []string{"has space"}}}},
 		{"ttl too long", Config{Workload: Workload{TTL: 2 * time.Hour}}},
