@@ -217,12 +217,12 @@ func (c *Cluster) prepareDirs() error {
 // readiness and a leader.
 func (c *Cluster) bootstrap(ctx context.Context) error {
 	for _, m := range c.members {
-		e, err := c.startEtcd(m, embed.ClusterStateFlagNew)
+		e, g, err := c.startEtcd(m, embed.ClusterStateFlagNew)
 		if err != nil {
 			return err
 		}
 		c.mu.Lock()
-		m.etcd = e
+		m.etcd, m.gate = e, g
 		c.mu.Unlock()
 	}
 	// Every member knows all IDs from the initial cluster.
@@ -249,17 +249,21 @@ func (c *Cluster) bootstrap(ctx context.Context) error {
 // stopAll hard-stops every running member in parallel.
 func (c *Cluster) stopAll() {
 	c.mu.Lock()
-	var es []*embed.Etcd
+	type running struct {
+		e *embed.Etcd
+		g *gate
+	}
+	var rs []running
 	for _, m := range c.members {
 		if m.etcd != nil {
-			es = append(es, m.etcd)
-			m.etcd = nil
+			rs = append(rs, running{m.etcd, m.gate})
+			m.etcd, m.gate = nil, nil
 		}
 	}
 	c.mu.Unlock()
 	var wg sync.WaitGroup
-	for _, e := range es {
-		wg.Go(func() { stopEtcd(e) })
+	for _, r := range rs {
+		wg.Go(func() { stopEtcd(r.e, r.g) })
 	}
 	wg.Wait()
 }
@@ -376,16 +380,18 @@ func (c *Cluster) Crash(name string) error {
 		return err
 	}
 	m := c.members[i]
-	e := m.etcd
+	e, g := m.etcd, m.gate
 	if e == nil {
 		c.mu.Unlock()
 		return fmt.Errorf("%w: %s", ErrMemberDown, name)
 	}
-	m.etcd = nil
+	m.etcd, m.gate = nil, nil
 	stopped := make(chan struct{})
 	m.stopped = stopped
 	c.mu.Unlock()
-	// HardStop halts Raft, the applier and the peer transport at once.
+	// HardStop halts Raft, the applier and the peer transport at once, and
+	// closes the store: the gate refuses client requests first (see gate).
+	g.close()
 	e.Server.HardStop()
 	c.stoppers.Go(func() {
 		defer close(stopped)
@@ -438,10 +444,11 @@ func (c *Cluster) Restart(ctx context.Context, name string) error {
 
 	start := time.Now()
 	var e *embed.Etcd
+	var g *gate
 	for {
 		// The fixed ports may be briefly held by someone else (for example an
 		// outgoing connection that got the same ephemeral port): retry.
-		e, err = c.startEtcd(m, embed.ClusterStateFlagExisting)
+		e, g, err = c.startEtcd(m, embed.ClusterStateFlagExisting)
 		if err == nil {
 			break
 		}
@@ -457,7 +464,7 @@ func (c *Cluster) Restart(ctx context.Context, name string) error {
 		}
 	}
 	c.mu.Lock()
-	m.etcd = e
+	m.etcd, m.gate = e, g
 	c.mu.Unlock()
 	select {
 	case <-e.Server.ReadyNotify():

@@ -32,6 +32,16 @@
 // ports free. Up to ~12 s after a hard stop, a few dozen goroutines of peer
 // HTTP connections linger and then end.
 //
+// HardStop closes the member's store while its gRPC servers still accept
+// client requests, and etcd serves a serializable read straight from the
+// store: a read in that window would panic on the closed store and take down
+// the whole process, every member with it (measured: within the first crash
+// under eight readers). So each member runs behind a gate, a gRPC interceptor
+// that Crash closes before HardStop: later requests fail with
+// codes.Unavailable (etcd's client then tries another member), and a request
+// already inside that panics on the closed store fails the same way — what a
+// request to a process that just died gets.
+//
 // # Peer proxies
 //
 // Every member's advertised peer URL (the one in the initial cluster, which

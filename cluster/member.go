@@ -24,8 +24,10 @@ type member struct {
 	clientTLS  bool   // the client URL is https (Config.ClientTLS)
 	id         uint64 // Raft member ID, learnt after the first start; guarded by Cluster.mu
 
-	// etcd is the running instance, nil while down; guarded by Cluster.mu.
+	// etcd is the running instance, nil while down, and gate the gate in
+	// front of its client services; both guarded by Cluster.mu.
 	etcd *embed.Etcd
+	gate *gate
 	// stopped is closed when the last Crash's background Close is done; nil
 	// if the member never crashed. Guarded by Cluster.mu.
 	stopped chan struct{}
@@ -108,21 +110,26 @@ func (c *Cluster) embedConfig(m *member, state string) (*embed.Config, error) {
 	return cfg, nil
 }
 
-// startEtcd boots m's server and returns once it runs (not necessarily ready).
-func (c *Cluster) startEtcd(m *member, state string) (*embed.Etcd, error) {
+// startEtcd boots m's server behind a new gate and returns once it runs (not
+// necessarily ready).
+func (c *Cluster) startEtcd(m *member, state string) (*embed.Etcd, *gate, error) {
 	cfg, err := c.embedConfig(m, state)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	g := &gate{}
+	cfg.GRPCAdditionalServerOptions = g.options()
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: start %s: %w", m.name, err)
+		return nil, nil, fmt.Errorf("cluster: start %s: %w", m.name, err)
 	}
-	return e, nil
+	return e, g, nil
 }
 
-// stopEtcd stops e abruptly: no leadership transfer, no graceful drain.
-func stopEtcd(e *embed.Etcd) {
+// stopEtcd stops e abruptly: no leadership transfer, no graceful drain. g
+// closes first, so no client request reaches the store HardStop closes.
+func stopEtcd(e *embed.Etcd, g *gate) {
+	g.close()
 	e.Server.HardStop()
 	e.Close()
 }
