@@ -57,7 +57,7 @@ soak: build ## 10 minutes of seeded random faults with fencing on (scenarios/soa
 
 MEMORY ?= 30m
 .PHONY: memory
-memory: ## `locksim up` with a busy workload and a viewer for MEMORY (default 30m): prints the live heap a minute, fails unless flat within ±20 %
+memory: ## `locksim up` with a busy workload and a viewer for MEMORY (default 30m): prints the live heap floor and peak a minute, fails unless the floors stay within ±20 %
 	LOCKSIM_MEMORY=$(MEMORY) $(GO) test -count=1 -timeout 0 -run TestUpMemoryStaysFlat -v . | grep -E 'memory_test|^(ok|FAIL|---)'
 
 .PHONY: bench

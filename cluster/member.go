@@ -105,6 +105,8 @@ func (c *Cluster) embedConfig(m *member, state string) (*embed.Config, error) {
 	cfg.AutoCompactionMode = "periodic"
 	cfg.AutoCompactionRetention = c.cfg.AutoCompactionRetention
 	cfg.QuotaBackendBytes = c.cfg.QuotaBackendBytes
+	cfg.SnapshotCount = c.cfg.SnapshotCount
+	cfg.SnapshotCatchUpEntries = c.cfg.SnapshotCatchUpEntries
 	cfg.UnsafeNoFsync = c.cfg.UnsafeNoFsync
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(c.logger.With(zap.String("member", m.name)))
 	return cfg, nil

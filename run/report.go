@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"slices"
 	"time"
 
@@ -69,9 +70,12 @@ func sampleRuntime(at time.Duration, live bool) RuntimeSample {
 	runtime.ReadMemStats(&ms)
 	s := RuntimeSample{At: at, Goroutines: runtime.NumGoroutine(), HeapMB: float64(ms.HeapInuse) / (1 << 20)}
 	if live {
+		// What a forced collection marked live: HeapAlloc after it would
+		// also count what other goroutines allocated since.
 		runtime.GC()
-		runtime.ReadMemStats(&ms)
-		s.LiveHeapMB = float64(ms.HeapAlloc) / (1 << 20)
+		heap := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		metrics.Read(heap)
+		s.LiveHeapMB = float64(heap[0].Value.Uint64()) / (1 << 20)
 	}
 	return s
 }
