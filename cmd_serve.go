@@ -216,6 +216,8 @@ func registerProcessCollectors(reg *prometheus.Registry) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 
+// serveLockServer is `locksim serve lockserver`. It is long because it is
+// the list of its flags, each checked in turn before anything starts.
 func (m *Main) serveLockServer(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("serve lockserver", flag.ContinueOnError)
 	var (
@@ -269,17 +271,9 @@ func (m *Main) serveLockServer(ctx context.Context, args []string) int {
 	if *rateLimit < 0 {
 		return m.errorf("serve lockserver: --rate-limit must be >= 0, got %v", *rateLimit)
 	}
-	var keys map[string]string
-	if *authFile != "" {
-		f, err := os.Open(*authFile)
-		if err != nil {
-			return m.errorf("serve lockserver: --auth-file: %v", err)
-		}
-		keys, err = lockserver.ParseAPIKeys(f, *authFile)
-		_ = f.Close()
-		if err != nil {
-			return m.errorf("serve lockserver: %v", err)
-		}
+	keys, err := readAPIKeys(*authFile)
+	if err != nil {
+		return m.errorf("serve lockserver: %v", err)
 	}
 	s, err := lockserver.New(lockserver.Config{
 		Name:        *name,
@@ -307,6 +301,19 @@ func (m *Main) serveLockServer(ctx context.Context, args []string) int {
 		"auth", len(keys) > 0, "rate_limit", *rateLimit)
 	fmt.Fprintln(m.Stdout, ListeningPrefix+s.URL())
 	return m.drain(ctx, log, *common.drainTimeout, s.Shutdown)
+}
+
+// readAPIKeys reads --auth-file; "" is auth off (nil keys).
+func readAPIKeys(path string) (map[string]string, error) {
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("--auth-file: %w", err)
+	}
+	defer f.Close()
+	return lockserver.ParseAPIKeys(f, path)
 }
 
 func (m *Main) serveBalancer(ctx context.Context, args []string) int {
