@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/locksim/locksim/scenarios"
 	"github.com/locksim/locksim/web"
 	"github.com/locksim/locksim/web/webtest"
 )
@@ -133,4 +136,16 @@ func TestPythonLockServerFromThePage(t *testing.T) {
 	assert.Equal(t, "linearizable", last.Lock, "%+v", last)
 	assert.Equal(t, "linearizable", last.Resource, "%+v", last)
 	assert.Empty(t, b.Exceptions())
+
+	// The session exported from the page replays against the same lock
+	// server: the file carries its command line.
+	resp, err := http.Get(url + "api/export")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	sc, err := scenarios.Parse("recorded.yaml", body)
+	require.NoError(t, err, "%s", body)
+	assert.Equal(t, cmd, sc.LockServers.Command)
+	assert.NotEmpty(t, sc.Steps, "the clicks are steps")
 }

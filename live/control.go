@@ -118,12 +118,15 @@ func Scenarios() []web.ScenarioInfo {
 
 // Export is the package's Export with the topology of this view's sandbox
 // (lock servers, clients, balancers and their election), so that steps that
-// name balancer-N or lockserver-5 stay valid in the file.
+// name balancer-N or lockserver-5 stay valid in the file, and the command
+// line of lock servers that run as processes (lockServers.command), so that
+// the file replays against the same implementation.
 func (w *View) Export(name string, cmds []web.TimedCommand) []byte {
 	cfg := w.sb.Config()
 	return export(name, cmds, func(sc *scenarios.Scenario) {
 		sc.Topology.LockServers, sc.Topology.Clients = cfg.LockServers, max(cfg.Clients, 1)
 		sc.Topology.Balancers, sc.Topology.Balancer = cfg.Balancers, cfg.Policy
+		sc.LockServers.Command = cfg.LockServerCmd
 		if cfg.Balancers > 1 {
 			sc.VRRP = scenarios.VRRP{AdvertInterval: cfg.AdvertInterval, NoPreempt: cfg.NoPreempt}
 		}
