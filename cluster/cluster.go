@@ -260,7 +260,11 @@ func (c *Cluster) stopAll() {
 			m.etcd, m.gate = nil, nil
 		}
 	}
+	proxies := c.proxies
 	c.mu.Unlock()
+	for _, p := range proxies {
+		p.setDown(true)
+	}
 	var wg sync.WaitGroup
 	for _, r := range rs {
 		wg.Go(func() { stopEtcd(r.e, r.g) })
@@ -390,7 +394,9 @@ func (c *Cluster) Crash(name string) error {
 	m.stopped = stopped
 	c.mu.Unlock()
 	// HardStop halts Raft, the applier and the peer transport at once, and
-	// closes the store: the gate refuses client requests first (see gate).
+	// closes the store: the gate refuses client requests first (see gate),
+	// and the member's peer proxy the other members' requests.
+	c.proxyDown(i, true)
 	g.close()
 	e.Server.HardStop()
 	c.stoppers.Go(func() {
@@ -445,6 +451,7 @@ func (c *Cluster) Restart(ctx context.Context, name string) error {
 	start := time.Now()
 	var e *embed.Etcd
 	var g *gate
+	c.proxyDown(i, false)
 	for {
 		// The fixed ports may be briefly held by someone else (for example an
 		// outgoing connection that got the same ephemeral port): retry.

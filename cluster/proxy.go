@@ -22,9 +22,13 @@ import (
 // relays every HTTP request to the member's real, plain-HTTP listener and
 // the response back, each as a flow over the right directed link of the
 // network: the request from the dialling member to this one, the response
-// from this one back. It outlives crashes of its member: while the member is
-// down every request is aborted (the dialler sees a broken connection and
-// retries), as it would be by a closed port.
+// from this one back. It outlives crashes of its member: from the moment a
+// crash begins until the member restarts every request is aborted (the
+// dialler sees a broken connection and retries), as it would be by a dead
+// process. (Letting requests through while the member stops is not only
+// unlike a real crash: a /version request that reaches etcd while HardStop
+// closes the store blocks forever on the store's lock and keeps the whole
+// stopped server in memory.)
 type peerProxy struct {
 	nw    *network
 	to    int // the member behind this proxy
@@ -35,10 +39,12 @@ type peerProxy struct {
 	up     *http.Transport
 	served chan struct{} // closed when srv.Serve has returned
 
-	// mu guards closed; wg counts handlers and flow pumps, which only start
-	// while !closed (enter), so that close can wait for them.
+	// mu guards closed and down; wg counts handlers and flow pumps, which
+	// only start while !closed (enter), so that close can wait for them.
+	// down is set while the member is stopping or stopped (setDown).
 	mu     sync.Mutex
 	closed bool
+	down   bool
 	wg     sync.WaitGroup
 }
 
@@ -126,11 +132,28 @@ func (p *peerProxy) spawn(fn func()) {
 	}
 }
 
+// setDown makes the proxy abort every request to its member (down) or
+// relay them again; Crash sets it before HardStop, Restart clears it.
+func (p *peerProxy) setDown(down bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = down
+}
+
+func (p *peerProxy) isDown() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.down
+}
+
 func (p *peerProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !p.enter() {
 		panic(http.ErrAbortHandler)
 	}
 	defer p.wg.Done()
+	if p.isDown() {
+		panic(http.ErrAbortHandler)
+	}
 
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		http.Error(w, "no client certificate", http.StatusForbidden)
@@ -202,6 +225,20 @@ func (c *Cluster) startProxies() error {
 	c.proxies = proxies
 	c.mu.Unlock()
 	return nil
+}
+
+// proxyDown sets whether member i's proxy aborts every request to it (see
+// peerProxy.setDown); a no-op without proxies.
+func (c *Cluster) proxyDown(i int, down bool) {
+	c.mu.RLock()
+	var p *peerProxy
+	if i < len(c.proxies) {
+		p = c.proxies[i]
+	}
+	c.mu.RUnlock()
+	if p != nil {
+		p.setDown(down)
+	}
 }
 
 // closeProxies closes every proxy.
