@@ -245,14 +245,19 @@ func TestMinorityIsolatedMajorityGrants(t *testing.T) {
 	before := sb.Status().AcquiresOK
 	require.Eventually(t, func() bool { return sb.Status().AcquiresOK >= before+30 }, 15*time.Second, 10*time.Millisecond,
 		"the majority keeps granting locks")
-	assert.Equal(t, isolatedCommit, commitOf(follower), "the isolated member commits nothing")
 	var leader string
 	require.Eventually(t, func() bool {
 		l, ok := sb.Cluster().Leader()
 		leader = l
 		return ok && l != follower
 	}, 30*time.Second, 10*time.Millisecond, "the majority has a leader")
-	assert.Greater(t, commitOf(leader), isolatedCommit, "the majority commits")
+	// 30 grants are at least 60 Raft entries (acquire and release). On a
+	// busy machine an entry already on its way when the cut landed may still
+	// be applied late, so the claim is that none of the majority's new
+	// writes reach the isolated member, not that its index never moves.
+	isolated := commitOf(follower)
+	assert.LessOrEqual(t, isolated, isolatedCommit+2, "the isolated member commits nothing new")
+	assert.Greater(t, commitOf(leader), isolated+50, "the majority commits without it")
 
 	require.NoError(t, sb.Heal())
 	require.Eventually(t, func() bool { return commitOf(follower) >= commitOf(leader)-5 }, 30*time.Second, 10*time.Millisecond,
