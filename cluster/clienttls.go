@@ -57,12 +57,7 @@ func newClientPKI(dir, host string, certAuth bool) (*clientPKI, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cluster: client certificates: %w", err)
 	}
-	ca, caKey, err := newCert(nil, nil, &x509.Certificate{
-		Subject:               pkix.Name{CommonName: "locksim client CA"},
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	})
+	ca, caKey, err := newCA("locksim client CA")
 	if err != nil {
 		return nil, err
 	}

@@ -43,12 +43,7 @@ func newPeerPKI(dir, host string, names []string) (*peerPKI, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cluster: peer certificates: %w", err)
 	}
-	ca, caKey, err := newCert(nil, nil, &x509.Certificate{
-		Subject:               pkix.Name{CommonName: "locksim peer CA"},
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	})
+	ca, caKey, err := newCA("locksim peer CA")
 	if err != nil {
 		return nil, err
 	}
@@ -105,6 +100,16 @@ func (p *peerPKI) tlsInfo(name string) transport.TLSInfo {
 
 // newCert signs tmpl with parent's key (self-signed when parent is nil) and
 // returns the certificate with its new private key.
+// newCA makes a self-signed certificate authority named name.
+func newCA(name string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	return newCert(nil, nil, &x509.Certificate{
+		Subject:               pkix.Name{CommonName: name},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	})
+}
+
 func newCert(parent *x509.Certificate, parentKey *ecdsa.PrivateKey, tmpl *x509.Certificate) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
