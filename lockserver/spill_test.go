@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,8 +17,13 @@ import (
 // back, including what happened before SpillTo, and a lost watch's new
 // starting point.
 func TestObserverSpillKeepsTheWholeRecord(t *testing.T) {
-	o, c, clock := clockedObserver(t)
+	te := startEtcd(t)
+	_, c := startServer(t, te, nil)
 	ctx := t.Context()
+	var clock atomic.Int64
+	o, err := NewObserver(ctx, []string{te.url}, nil, func() time.Duration { return time.Duration(clock.Load()) })
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, o.Close()) })
 	o.Retain(10 * time.Second)
 
 	old, err := c.Acquire(ctx, "old", 30*time.Second, 0)
@@ -57,10 +63,15 @@ func TestObserverSpillKeepsTheWholeRecord(t *testing.T) {
 // Without a spill, Record is what memory keeps: with Retain the old grant is
 // gone and the record says from when it is complete.
 func TestObserverRecordWithoutSpillIsMemory(t *testing.T) {
-	o, c, clock := clockedObserver(t)
+	te := startEtcd(t)
+	_, c := startServer(t, te, nil)
 	ctx := t.Context()
+	var clock atomic.Int64
+	o, err := NewObserver(ctx, []string{te.url}, nil, func() time.Duration { return time.Duration(clock.Load()) })
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, o.Close()) })
 	o.Retain(10 * time.Second)
-	_, err := c.Acquire(ctx, "old", 30*time.Second, 0)
+	_, err = c.Acquire(ctx, "old", 30*time.Second, 0)
 	require.NoError(t, err)
 	require.NoError(t, o.Sync(ctx))
 	clock.Store(int64(time.Minute))
