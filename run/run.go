@@ -93,12 +93,10 @@ func Config(sc *scenarios.Scenario, eff scenarios.Effective, seed int64) sim.Con
 		Unfenced:      !eff.Fencing,
 		Seed:          seed,
 		// Memory stays flat however long the run: the recorder keeps the
-		// recent operations for the live view and the Observer the last
-		// minute of etcd's record; both stream all of theirs to disk for
-		// the final check.
-		HistoryKeep:      sim.RecentOps,
-		StreamHistory:    true,
-		EtcdRecordRetain: time.Minute,
+		// recent operations for the live view and streams all of them to
+		// disk for the final check.
+		HistoryKeep:   sim.RecentOps,
+		StreamHistory: true,
 
 		Balancers:      sc.Topology.Balancers,
 		AdvertInterval: sc.VRRP.AdvertInterval,
@@ -223,15 +221,8 @@ func play(ctx context.Context, sb *sim.Sandbox, sc *scenarios.Scenario, seed int
 	workDone := make(chan struct{})
 	go func() { _ = sb.WaitWorkload(runCtx); close(workDone) }()
 	interval := max(sc.Duration/10, time.Second)
-	var lh *liveHeap // long runs only
-	var fine <-chan time.Time
-	if interval >= 30*time.Second {
-		lh = &liveHeap{}
-		t := time.NewTicker(liveHeapEvery)
-		defer t.Stop()
-		fine = t.C
-	}
-	samples := []RuntimeSample{sampleRuntime(sb.Elapsed(), lh)}
+	live := interval >= 30*time.Second
+	samples := []RuntimeSample{sampleRuntime(sb.Elapsed(), live)}
 	every := time.NewTicker(interval)
 	defer every.Stop()
 wait:
@@ -243,13 +234,11 @@ wait:
 			cancel()
 			break wait
 		case <-every.C:
-			samples = append(samples, sampleRuntime(sb.Elapsed(), lh))
-		case <-fine:
-			lh.sample()
+			samples = append(samples, sampleRuntime(sb.Elapsed(), live))
 		}
 	}
 	<-runDone
-	samples = append(samples, sampleRuntime(sb.Elapsed(), lh))
+	samples = append(samples, sampleRuntime(sb.Elapsed(), live))
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
@@ -283,11 +272,7 @@ func settle(ctx context.Context, sb *sim.Sandbox, ops []history.Op) ([]history.O
 	if err := sb.Observer().Sync(syncCtx); err != nil {
 		return ops, 0, err
 	}
-	rec, err := sb.EtcdRecord(ops)
-	if err != nil {
-		return ops, 0, err
-	}
-	ops, n := history.Resolve(ops, rec)
+	ops, n := history.Resolve(ops, sb.EtcdRecord(ops))
 	return ops, n, nil
 }
 

@@ -40,9 +40,7 @@ func TestTCPBalancerWorkloadIsLinearizable(t *testing.T) {
 
 	require.NoError(t, sb.Observer().Sync(ctx))
 	ops := sb.Recorder().Ops()
-	rec, err := sb.EtcdRecord(ops)
-	require.NoError(t, err)
-	ops, _ = history.Resolve(ops, rec)
+	ops, _ = history.Resolve(ops, sb.EtcdRecord(ops))
 	res := history.Check(ops, history.Options{Timeout: time.Minute})
 	t.Logf("tcp mode: acquires ok/fail/unknown %d/%d/%d", res.Counts.Acquire.OK, res.Counts.Acquire.Fail, res.Counts.Acquire.Unknown)
 	assert.Positive(t, res.Counts.Acquire.OK)
