@@ -74,3 +74,36 @@ func benchTxn(b *testing.B, direct bool, clients int) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "txn/s")
 }
+
+// BenchmarkCrashWithStreams measures how long Crash takes on a member that
+// serves a watch and a lease keep-alive stream, as the lock servers' members
+// do (the fault injector waits for it), and how long Restart takes after:
+//
+//	go test -run '^$' -bench CrashWithStreams -benchtime 5x ./cluster/
+func BenchmarkCrashWithStreams(b *testing.B) {
+	c := startCluster(b, Config{})
+	const victim = "etcd-2"
+	cli := clientFor(b, c, victim)
+	var crash, restart time.Duration
+	for i := 0; b.Loop(); i++ {
+		ctx, cancel := context.WithCancel(b.Context())
+		wch := cli.Watch(ctx, "/w")
+		lease, err := cli.Grant(ctx, 10)
+		require.NoError(b, err)
+		_, err = cli.KeepAlive(ctx, lease.ID)
+		require.NoError(b, err)
+		_, err = cli.Put(ctx, "/w", fmt.Sprint(i))
+		require.NoError(b, err)
+		<-wch // the watch stream is open
+
+		start := time.Now()
+		require.NoError(b, c.Crash(victim))
+		crash += time.Since(start)
+		start = time.Now()
+		require.NoError(b, c.Restart(b.Context(), victim))
+		restart += time.Since(start)
+		cancel()
+	}
+	b.ReportMetric(float64(crash.Milliseconds())/float64(b.N), "crash-ms/op")
+	b.ReportMetric(float64(restart.Milliseconds())/float64(b.N), "restart-ms/op")
+}

@@ -12,9 +12,13 @@ import (
 	"time"
 	"weak"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/etcdserver"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // TestCrashUnderServingReads crashes and restarts a member while clients
@@ -147,4 +151,44 @@ func TestCrashedMembersAreFreed(t *testing.T) {
 	// A stopped member's peer connections linger for up to ~12 s.
 	require.Eventually(t, func() bool { return alive() == 0 }, 60*time.Second, 500*time.Millisecond,
 		"crashed etcd servers still reachable: %d of %d", alive(), len(crashed))
+}
+
+// TestCrashEndsClientStreams: a crash ends the member's open watch and
+// lease keep-alive streams at once with codes.Unavailable, as a dead
+// process's connection would, so that their clients move to another member.
+// (Left open, they kept embed's Close waiting its 5 s request timeout and
+// their clients on a stopped member.)
+func TestCrashEndsClientStreams(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, Config{})
+	const victim = "etcd-2"
+	conn := clientFor(t, c, victim).ActiveConnection()
+	ctx := t.Context()
+
+	watch, err := pb.NewWatchClient(conn).Watch(ctx)
+	require.NoError(t, err)
+	require.NoError(t, watch.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{
+		CreateRequest: &pb.WatchCreateRequest{Key: []byte("/w")}}}))
+	created, err := watch.Recv()
+	require.NoError(t, err)
+	require.True(t, created.Created)
+
+	lease, err := pb.NewLeaseClient(conn).LeaseGrant(ctx, &pb.LeaseGrantRequest{TTL: 30})
+	require.NoError(t, err)
+	keep, err := pb.NewLeaseClient(conn).LeaseKeepAlive(ctx)
+	require.NoError(t, err)
+	require.NoError(t, keep.Send(&pb.LeaseKeepAliveRequest{ID: lease.ID}))
+	_, err = keep.Recv()
+	require.NoError(t, err)
+
+	require.NoError(t, c.Crash(victim))
+	for name, recv := range map[string]func() error{
+		"watch":      func() error { _, err := watch.Recv(); return err },
+		"keep-alive": func() error { _, err := keep.Recv(); return err },
+	} {
+		err := recv()
+		require.Error(t, err, name)
+		assert.Equal(t, codes.Unavailable, status.Code(err), "%s: %v", name, err)
+		assert.Contains(t, status.Convert(err).Message(), "member is stopping", "%s ended by the crash, not by the server's shutdown", name)
+	}
 }

@@ -26,12 +26,30 @@ var errStopping = status.Error(codes.Unavailable, "cluster: member is stopping")
 // refused with errStopping, and a request already inside the member that
 // panics is answered with errStopping instead. A panic while the gate is open
 // is a real bug and is not touched.
+//
+// A dead process also ends its streams at once. The gate ends every open
+// stream (watch, lease keep-alive) when it closes, by cancelling the context
+// the stream's handler sees: its client learns at once and moves to another
+// member, and embed's Close does not wait its request timeout (5 s) for
+// streams that would otherwise stay open.
 type gate struct {
-	closed atomic.Bool
+	closed  atomic.Bool
+	stopped context.Context // done when the gate closes
+	stop    context.CancelFunc
 }
 
-// close refuses every later request; call it before HardStop.
-func (g *gate) close() { g.closed.Store(true) }
+func newGate() *gate {
+	g := &gate{}
+	g.stopped, g.stop = context.WithCancel(context.Background())
+	return g
+}
+
+// close refuses every later request and ends the open streams; call it
+// before HardStop.
+func (g *gate) close() {
+	g.closed.Store(true)
+	g.stop()
+}
 
 // options are the gRPC server options that put g in front of a member.
 // etcd appends them after its own interceptors, so g runs innermost, right
@@ -56,8 +74,24 @@ func (g *gate) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h
 		return errStopping
 	}
 	defer g.recoverStopping(&err)
-	return handler(srv, ss)
+	ctx, cancel := context.WithCancel(ss.Context())
+	defer cancel()
+	defer context.AfterFunc(g.stopped, cancel)()
+	err = handler(srv, &gatedStream{ServerStream: ss, ctx: ctx})
+	if g.closed.Load() {
+		err = errStopping
+	}
+	return err
 }
+
+// gatedStream is a server stream whose context also ends when its gate
+// closes.
+type gatedStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *gatedStream) Context() context.Context { return s.ctx }
 
 // recoverStopping turns a panic into errStopping when the member is being
 // stopped, and lets any other panic go on.

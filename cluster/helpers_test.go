@@ -13,7 +13,7 @@ import (
 )
 
 // startCluster starts a cluster for one test and closes it at cleanup.
-func startCluster(t *testing.T, cfg Config) *Cluster {
+func startCluster(t testing.TB, cfg Config) *Cluster {
 	t.Helper()
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
@@ -29,7 +29,7 @@ func startCluster(t *testing.T, cfg Config) *Cluster {
 }
 
 // newClient returns a silent clientv3 client on the given endpoints only.
-func newClient(t *testing.T, endpoints ...string) *clientv3.Client {
+func newClient(t testing.TB, endpoints ...string) *clientv3.Client {
 	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,
@@ -42,7 +42,7 @@ func newClient(t *testing.T, endpoints ...string) *clientv3.Client {
 }
 
 // clientFor is a client connected only to the named members.
-func clientFor(t *testing.T, c *Cluster, names ...string) *clientv3.Client {
+func clientFor(t testing.TB, c *Cluster, names ...string) *clientv3.Client {
 	t.Helper()
 	var eps []string
 	for _, n := range names {

@@ -119,7 +119,7 @@ func (c *Cluster) startEtcd(m *member, state string) (*embed.Etcd, *gate, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	g := &gate{}
+	g := newGate()
 	cfg.GRPCAdditionalServerOptions = g.options()
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {

@@ -110,11 +110,16 @@ func classify(r *http.Request) (requestSignal, responseSignal bool) {
 }
 
 // enter counts a goroutine that close waits for (the caller calls
-// p.wg.Done), unless the proxy is closing.
-func (p *peerProxy) enter() bool {
+// p.wg.Done), unless the proxy is closing or, for a request (admit), its
+// member is down. One lock per request.
+func (p *peerProxy) enter() bool { return p.count(false) }
+
+func (p *peerProxy) admit() bool { return p.count(true) }
+
+func (p *peerProxy) count(request bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
+	if p.closed || (request && p.down) {
 		return false
 	}
 	p.wg.Add(1)
@@ -140,20 +145,11 @@ func (p *peerProxy) setDown(down bool) {
 	p.down = down
 }
 
-func (p *peerProxy) isDown() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.down
-}
-
 func (p *peerProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !p.enter() {
-		panic(http.ErrAbortHandler)
+	if !p.admit() {
+		panic(http.ErrAbortHandler) // closing, or the member is crashed
 	}
 	defer p.wg.Done()
-	if p.isDown() {
-		panic(http.ErrAbortHandler)
-	}
 
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		http.Error(w, "no client certificate", http.StatusForbidden)

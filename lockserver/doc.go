@@ -116,7 +116,9 @@
 // every grant etcd recorded (Grants), every release receipt (Released) and
 // every end of a grant (Ended; a hand-over ends one grant and records the
 // next). The sandbox shows the first and settles
-// requests whose outcome a client could not learn from the others. The key
+// requests whose outcome a client could not learn from the others (Record).
+// A long run keeps only the recent past in memory (Retain) and streams the
+// whole record to a file (SpillTo) that Record reads back. The key
 // layout both sides use is the constants LockPrefix, InfoPrefix,
 // WaiterPrefix and ReleasedPrefix.
 //

@@ -1,6 +1,7 @@
 package lockserver
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -19,7 +20,9 @@ import (
 // lock in etcd right now, and keeps every grant and every release etcd
 // recorded, so that acquires and releases whose outcome a client could not
 // learn can be settled afterwards from what the cluster persisted, the way
-// etcd's robustness tests patch their histories.
+// etcd's robustness tests patch their histories. It keeps that record in
+// memory, or streams it to a Spill (SpillTo) for a run too long for memory;
+// Record returns it.
 //
 // Times are what the now function given to NewObserver returned when the
 // Observer saw an event (after etcd committed it). An Observer is safe for
@@ -41,6 +44,11 @@ type Observer struct {
 	retain   time.Duration            // forget records older than this (0 = keep all)
 	from     time.Duration            // the record is complete from this time on
 	pruned   time.Duration            // when records were last forgotten
+
+	spill    Spill         // where the record is streamed (SpillTo), or nil
+	spillW   *bufio.Writer // buffers writes to spill
+	spilled  int64         // bytes written to spill
+	spillErr error         // the first error writing to spill
 }
 
 // HeldLock is who holds a lock in etcd, as an Observer last saw it.
@@ -115,7 +123,8 @@ func NewObserver(ctx context.Context, endpoints []string, tlsCfg *tls.Config, no
 
 // Retain makes the Observer forget grants, deletions and receipts older than
 // d (0 keeps all): a sandbox that runs for hours keeps a flat record of its
-// recent past. From then tells from when on the record is complete.
+// recent past. From then tells from when on the record in memory is
+// complete. With a spill (SpillTo) the whole record is still on it.
 func (o *Observer) Retain(d time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -177,6 +186,7 @@ func (o *Observer) resync(ctx context.Context) (int64, error) {
 	}
 	maps.DeleteFunc(o.held, func(res string, _ HeldLock) bool { return !present[res] })
 	o.from = o.now()
+	o.spillLocked(spillLine{From: true, At: o.from})
 	o.rev = max(o.rev, resp.Header.Revision)
 	return resp.Header.Revision + 1, nil
 }
@@ -195,7 +205,7 @@ func (o *Observer) apply(resp clientv3.WatchResponse) int64 {
 				delete(o.held, res)
 				if ev.PrevKv != nil {
 					if rec, err := DecodeRecord(ev.PrevKv.Value); err == nil {
-						o.ended[FencingOf(ev.PrevKv, rec)] = o.now()
+						o.endLocked(FencingOf(ev.PrevKv, rec))
 					}
 				}
 			}
@@ -238,7 +248,9 @@ func (o *Observer) pruneLocked() {
 func (o *Observer) putLocked(kv *mvccpb.KeyValue) {
 	key := string(kv.Key)
 	if strings.HasPrefix(key, ReleasedPrefix) {
-		o.released[string(kv.Value)] = o.now()
+		at := o.now()
+		o.released[string(kv.Value)] = at
+		o.spillLocked(spillLine{Released: string(kv.Value), At: at})
 		return
 	}
 	rec, err := DecodeRecord(kv.Value)
@@ -256,9 +268,18 @@ func (o *Observer) putLocked(kv *mvccpb.KeyValue) {
 		return // a renew moved the lock to another lease
 	}
 	if known && h.FencingToken < fencing {
-		o.ended[h.FencingToken] = o.now() // handed over: the previous grant ended here
+		o.endLocked(h.FencingToken) // handed over: the previous grant ended here
 	}
-	o.grants = append(o.grants, RecordedGrant{Owner: rec.OwnerID, Resource: res, Revision: fencing, TTL: rec.Lasts, Seen: o.now()})
+	g := RecordedGrant{Owner: rec.OwnerID, Resource: res, Revision: fencing, TTL: rec.Lasts, Seen: o.now()}
+	o.grants = append(o.grants, g)
+	o.spillLocked(spillLine{Grant: (*spillGrant)(&g)})
+}
+
+// endLocked records that the grant with this fencing token ended now.
+func (o *Observer) endLocked(rev int64) {
+	at := o.now()
+	o.ended[rev] = at
+	o.spillLocked(spillLine{Ended: rev, At: at})
 }
 
 // Held returns who holds each lock in etcd, by resource.

@@ -78,13 +78,8 @@ func TestObserverSeesGrantsReleasesAndExpiries(t *testing.T) {
 // With Retain, the Observer forgets grants, deletions and receipts older
 // than it and says from when on its record is complete.
 func TestObserverForgetsOldRecords(t *testing.T) {
-	te := startEtcd(t)
-	_, c := startServer(t, te, nil)
+	o, c, clock := clockedObserver(t)
 	ctx := t.Context()
-	var clock atomic.Int64
-	o, err := NewObserver(ctx, []string{te.url}, nil, func() time.Duration { return time.Duration(clock.Load()) })
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, o.Close()) })
 	o.Retain(10 * time.Second)
 
 	old, err := c.Acquire(ctx, "old", 30*time.Second, 0)
@@ -113,14 +108,9 @@ func TestObserverForgetsOldRecords(t *testing.T) {
 // recorded twice, a lock gone meanwhile is no longer held, and From says
 // that what happened before is not known.
 func TestObserverResyncAfterALostWatch(t *testing.T) {
-	te := startEtcd(t)
-	_, c := startServer(t, te, nil)
+	o, c, clock := clockedObserver(t)
 	ctx := t.Context()
-	var clock atomic.Int64
-	o, err := NewObserver(ctx, []string{te.url}, nil, func() time.Duration { return time.Duration(clock.Load()) })
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, o.Close()) })
-	_, err = c.Acquire(ctx, "kept", 30*time.Second, 0)
+	_, err := c.Acquire(ctx, "kept", 30*time.Second, 0)
 	require.NoError(t, err)
 	require.NoError(t, o.Sync(ctx))
 	require.Len(t, o.Grants(), 1)
@@ -135,4 +125,17 @@ func TestObserverResyncAfterALostWatch(t *testing.T) {
 	assert.Contains(t, o.Held(), "kept")
 	assert.NotContains(t, o.Held(), "ghost")
 	assert.Equal(t, time.Minute, o.From())
+}
+
+// clockedObserver starts etcd, a lock server and its client, and an
+// Observer whose clock the test sets, closed when t ends.
+func clockedObserver(t *testing.T) (*Observer, *Client, *atomic.Int64) {
+	t.Helper()
+	te := startEtcd(t)
+	_, c := startServer(t, te, nil)
+	clock := new(atomic.Int64)
+	o, err := NewObserver(t.Context(), []string{te.url}, nil, func() time.Duration { return time.Duration(clock.Load()) })
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, o.Close()) })
+	return o, c, clock
 }

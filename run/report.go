@@ -58,26 +58,54 @@ type VariantReport struct {
 type RuntimeSample struct {
 	At         time.Duration `json:"atNs"`
 	Goroutines int           `json:"goroutines"`
-	HeapMB     float64       `json:"heapMB"`               // heap in use, garbage included
-	LiveHeapMB float64       `json:"liveHeapMB,omitempty"` // heap still reachable after a forced GC (long runs only)
+	HeapMB     float64       `json:"heapMB"` // heap in use, garbage included
+	// LiveHeapMB and LiveHeapPeakMB are, in long runs only, the lowest and
+	// highest heap still reachable after a forced GC, sampled every
+	// liveHeapEvery since the previous RuntimeSample (and at it). The
+	// lowest is the floor a leak raises; the highest adds whatever a
+	// compaction or a check had in flight at that instant.
+	LiveHeapMB     float64 `json:"liveHeapMB,omitempty"`
+	LiveHeapPeakMB float64 `json:"liveHeapPeakMB,omitempty"`
 }
 
-// sampleRuntime samples the runtime; with live it first forces a garbage
-// collection, to tell live memory from garbage (long runs sample once a
-// minute, so the cost to the workload is small; short runs skip it).
-func sampleRuntime(at time.Duration, live bool) RuntimeSample {
+// liveHeapEvery is how often a long run samples its live heap.
+const liveHeapEvery = 10 * time.Second
+
+// sampleRuntime samples the runtime; with lh (long runs) it also samples
+// the live heap and reports lh's floor and peak since its last report.
+func sampleRuntime(at time.Duration, lh *liveHeap) RuntimeSample {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	s := RuntimeSample{At: at, Goroutines: runtime.NumGoroutine(), HeapMB: float64(ms.HeapInuse) / (1 << 20)}
-	if live {
-		// What a forced collection marked live: HeapAlloc after it would
-		// also count what other goroutines allocated since.
-		runtime.GC()
-		heap := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-		metrics.Read(heap)
-		s.LiveHeapMB = float64(heap[0].Value.Uint64()) / (1 << 20)
+	if lh != nil {
+		lh.sample()
+		s.LiveHeapMB, s.LiveHeapPeakMB = lh.floor, lh.peak
+		*lh = liveHeap{}
 	}
 	return s
+}
+
+// liveHeap is the lowest and highest live heap sampled since its last
+// report. Each sample forces a garbage collection, to tell live memory from
+// garbage: long runs only, every liveHeapEvery, so the cost to the workload
+// is small.
+type liveHeap struct {
+	floor, peak float64
+	n           int
+}
+
+func (l *liveHeap) sample() {
+	// What a forced collection marked live: HeapAlloc after it would also
+	// count what other goroutines allocated since.
+	runtime.GC()
+	heap := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(heap)
+	mb := float64(heap[0].Value.Uint64()) / (1 << 20)
+	if l.n == 0 || mb < l.floor {
+		l.floor = mb
+	}
+	l.peak = max(l.peak, mb)
+	l.n++
 }
 
 // Latency holds percentiles of successful acquires, in milliseconds.

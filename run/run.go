@@ -93,10 +93,12 @@ func Config(sc *scenarios.Scenario, eff scenarios.Effective, seed int64) sim.Con
 		Unfenced:      !eff.Fencing,
 		Seed:          seed,
 		// Memory stays flat however long the run: the recorder keeps the
-		// recent operations for the live view and streams all of them to
-		// disk for the final check.
-		HistoryKeep:   sim.RecentOps,
-		StreamHistory: true,
+		// recent operations for the live view and the Observer the last
+		// minute of etcd's record; both stream all of theirs to disk for
+		// the final check.
+		HistoryKeep:      sim.RecentOps,
+		StreamHistory:    true,
+		EtcdRecordRetain: time.Minute,
 
 		Balancers:      sc.Topology.Balancers,
 		AdvertInterval: sc.VRRP.AdvertInterval,
@@ -221,8 +223,15 @@ func play(ctx context.Context, sb *sim.Sandbox, sc *scenarios.Scenario, seed int
 	workDone := make(chan struct{})
 	go func() { _ = sb.WaitWorkload(runCtx); close(workDone) }()
 	interval := max(sc.Duration/10, time.Second)
-	live := interval >= 30*time.Second
-	samples := []RuntimeSample{sampleRuntime(sb.Elapsed(), live)}
+	var lh *liveHeap // long runs only
+	var fine <-chan time.Time
+	if interval >= 30*time.Second {
+		lh = &liveHeap{}
+		t := time.NewTicker(liveHeapEvery)
+		defer t.Stop()
+		fine = t.C
+	}
+	samples := []RuntimeSample{sampleRuntime(sb.Elapsed(), lh)}
 	every := time.NewTicker(interval)
 	defer every.Stop()
 wait:
@@ -234,11 +243,13 @@ wait:
 			cancel()
 			break wait
 		case <-every.C:
-			samples = append(samples, sampleRuntime(sb.Elapsed(), live))
+			samples = append(samples, sampleRuntime(sb.Elapsed(), lh))
+		case <-fine:
+			lh.sample()
 		}
 	}
 	<-runDone
-	samples = append(samples, sampleRuntime(sb.Elapsed(), live))
+	samples = append(samples, sampleRuntime(sb.Elapsed(), lh))
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
@@ -272,7 +283,11 @@ func settle(ctx context.Context, sb *sim.Sandbox, ops []history.Op) ([]history.O
 	if err := sb.Observer().Sync(syncCtx); err != nil {
 		return ops, 0, err
 	}
-	ops, n := history.Resolve(ops, sb.EtcdRecord(ops))
+	rec, err := sb.EtcdRecord(ops)
+	if err != nil {
+		return ops, 0, err
+	}
+	ops, n := history.Resolve(ops, rec)
 	return ops, n, nil
 }
 

@@ -191,7 +191,9 @@ func TestBalancerPairSplitBrain(t *testing.T) {
 
 	require.NoError(t, sb.Observer().Sync(ctx))
 	ops := sb.Recorder().Ops()
-	ops, _ = history.Resolve(ops, sb.EtcdRecord(ops))
+	rec, err := sb.EtcdRecord(ops)
+	require.NoError(t, err)
+	ops, _ = history.Resolve(ops, rec)
 	res := history.Check(ops, history.Options{Timeout: time.Minute})
 	t.Logf("split brain: %d moves of the address, acquires ok/fail/unknown %d/%d/%d", sb.VirtualAddress().Moves(),
 		res.Counts.Acquire.OK, res.Counts.Acquire.Fail, res.Counts.Acquire.Unknown)

@@ -113,12 +113,14 @@ type Config struct {
 	// about the most recent HistoryKeep (0 = all): a long session's memory
 	// stays flat. The live view and its checker see what is kept.
 	HistoryKeep int
-	// StreamHistory streams every operation to a file as it ends, so that
-	// History returns the whole history even with HistoryKeep set.
+	// StreamHistory streams every operation to a file as it ends, and the
+	// Observer's record of etcd (grants, deletions, release receipts) to
+	// another, so that History and EtcdRecord return the whole of each even
+	// with HistoryKeep and EtcdRecordRetain set.
 	StreamHistory bool
 	// EtcdRecordRetain bounds how long the Observer remembers grants,
-	// deletions and release receipts (0 = all): unknown outcomes older than
-	// that are then left unknown.
+	// deletions and release receipts in memory (0 = all). Without
+	// StreamHistory, unknown outcomes older than that are then left unknown.
 	EtcdRecordRetain time.Duration
 	// Pace is PaceFast (default) or PaceClassroom: slow Raft timing (100 ms
 	// ticks, 1 s elections), and a workload of at least a 10 s TTL, a 5 s

@@ -52,6 +52,7 @@ type Sandbox struct {
 	observer *lockserver.Observer
 	faults   *faults.Injector
 	stream   *os.File // the recorder's Sink with StreamHistory
+	spill    *os.File // the Observer's spill with StreamHistory
 
 	mu       sync.Mutex
 	closed   bool
@@ -181,6 +182,14 @@ func (sb *Sandbox) Start(ctx context.Context) (err error) {
 	}
 	obs.Retain(sb.cfg.EtcdRecordRetain)
 	sb.observer = obs
+	if sb.cfg.StreamHistory {
+		f, err := os.CreateTemp("", "locksim-etcd-record-*.jsonl")
+		if err != nil {
+			return fmt.Errorf("sim: etcd record spill: %w", err)
+		}
+		sb.spill = f
+		obs.SpillTo(f)
+	}
 	if sb.cfg.Custom() {
 		sb.held = startHeldPoller(sb)
 	}
@@ -282,8 +291,10 @@ func (sb *Sandbox) Close() error {
 	if sb.cluster != nil {
 		errs = append(errs, sb.cluster.Close())
 	}
-	if sb.stream != nil {
-		errs = append(errs, sb.stream.Close(), os.Remove(sb.stream.Name()))
+	for _, f := range []*os.File{sb.stream, sb.spill} {
+		if f != nil {
+			errs = append(errs, f.Close(), os.Remove(f.Name()))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -40,7 +40,9 @@ func TestTCPBalancerWorkloadIsLinearizable(t *testing.T) {
 
 	require.NoError(t, sb.Observer().Sync(ctx))
 	ops := sb.Recorder().Ops()
-	ops, _ = history.Resolve(ops, sb.EtcdRecord(ops))
+	rec, err := sb.EtcdRecord(ops)
+	require.NoError(t, err)
+	ops, _ = history.Resolve(ops, rec)
 	res := history.Check(ops, history.Options{Timeout: time.Minute})
 	t.Logf("tcp mode: acquires ok/fail/unknown %d/%d/%d", res.Counts.Acquire.OK, res.Counts.Acquire.Fail, res.Counts.Acquire.Unknown)
 	assert.Positive(t, res.Counts.Acquire.OK)
