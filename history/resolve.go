@@ -51,7 +51,10 @@ type Grant struct {
 // client as owner, in revision order, belong to its acquire attempts that
 // took effect, in call order. Each grant not claimed by an acquire the client
 // saw succeed belongs to the unknown acquire between the client's
-// neighbouring successful acquires (its fencing token lies between theirs):
+// neighbouring successful acquires (its fencing token lies between theirs,
+// and it was seen after that acquire was called: a grant committed earlier
+// is not its effect, even when a lock server wrongly answered an earlier
+// acquire with a definite failure):
 // that acquire becomes OK with the grant's fencing token, returning when the
 // grant was seen. Nobody learned that grant's token, so nobody releases it;
 // when etcd deleted it (its lock server revoked the lease, or it expired), a
@@ -120,7 +123,7 @@ func resolveAcquires(ops []Op, rec Record) (synth []Op, resolved int) {
 			resolved++
 			lo, hi := neighbourTokens(ops, idx, k)
 			found := slices.IndexFunc(free, func(g Grant) bool {
-				return g.Revision > lo && g.Revision < hi && g.Resource == ops[i].Resource
+				return g.Revision > lo && g.Revision < hi && g.Resource == ops[i].Resource && g.Seen >= ops[i].Call
 			})
 			op := &ops[i]
 			if found < 0 {

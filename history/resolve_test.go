@@ -1,6 +1,7 @@
 package history
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -87,4 +88,40 @@ func TestResolveRevealsWhatUnknownHid(t *testing.T) {
 	none, _ := Resolve(ops, Record{Now: ms(2000)})
 	assert.Equal(t, Fail, none[1].Outcome)
 	assert.Equal(t, Linearizable, Check(none, Options{}).Lock)
+}
+
+// A grant etcd committed before an acquire was called is not that acquire's
+// effect. The case from a follower-unheard run: client-1's acquire at 3.06 s
+// was handed the lock (fencing 154) and answered "did not take effect"
+// (wrongly: the lock server now answers "unknown" there); the lock expired
+// at 5.1 s, client-3 held it from 5.17 s (159), and client-1's next acquire,
+// called at 7.11 s with its outcome unknown, lies between client-1's tokens
+// 149 and 162. Giving it grant 154 moves that grant after 159 and invents a
+// violation; it must be settled as "no grant was recorded".
+func TestResolveNeverGivesAnAcquireAnEarlierGrant(t *testing.T) {
+	ops := []Op{
+		acquireOK("client-1", r1, "tok-149", 149, 2940, 2976, 2),
+		release("client-1", r1, "tok-149", 3028, 3040, OK, ""),
+		acquireFail("client-1", r1, 3061, 7094),
+		acquireOK("client-3", r1, "tok-159", 159, 5166, 5190, 2),
+		release("client-3", r1, "tok-159", 5246, 5251, OK, ""),
+		acquireUnknown("client-1", r1, 7114, 2),
+		acquireOK("client-1", r1, "tok-162", 162, 9150, 9171, 2),
+	}
+	rec := Record{
+		Grants: []Grant{
+			{Owner: "client-1", Resource: r1, Revision: 149, TTL: 2 * time.Second, Seen: ms(2970), Ended: ms(3035)},
+			{Owner: "client-1", Resource: r1, Revision: 154, TTL: 2 * time.Second, Seen: ms(3100), Ended: ms(5100)},
+			{Owner: "client-3", Resource: r1, Revision: 159, TTL: 2 * time.Second, Seen: ms(5185), Ended: ms(5250)},
+			{Owner: "client-1", Resource: r1, Revision: 162, TTL: 2 * time.Second, Seen: ms(9165)},
+		},
+		Now: ms(10000),
+	}
+	got, n := Resolve(ops, rec)
+	require.Equal(t, 1, n)
+	i := slices.IndexFunc(got, func(op Op) bool { return op.Call == ms(7114) })
+	require.GreaterOrEqual(t, i, 0)
+	assert.Equal(t, Fail, got[i].Outcome, "grant 154 was seen at 3.1 s, before this acquire was called")
+	assert.Len(t, got, len(ops), "no release synthesized for a grant that is not this acquire's")
+	assert.Equal(t, Linearizable, Check(got, Options{}).Lock)
 }

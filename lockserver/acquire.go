@@ -228,13 +228,15 @@ func (s *Server) waitQueued(ctx context.Context, req acquireRequest, w *waiter, 
 // requeue leaves the queue after the lease a fresh registration names
 // turned out gone or unsettled, and asks the acquire to start again.
 func (s *Server) requeue(ctx context.Context, w *waiter, st leaseState) error {
-	handed, err := s.leave(ctx, w)
+	handed, gone, err := s.leave(ctx, w)
 	s.dropLease(w.lock, st) // a lock handed over onto it is revoked with it
 	switch {
 	case err != nil:
-		return err
+		return fmt.Errorf("%w: leaving the queue: %w", ErrOutcomeUnknown, err)
 	case handed != nil:
 		return fmt.Errorf("%w: the lock was handed over onto a lease that could not be restarted", ErrOutcomeUnknown)
+	case gone:
+		return fmt.Errorf("%w: the acquire lost its place in the queue and may have been handed the lock", ErrOutcomeUnknown)
 	}
 	return errRetryLease
 }

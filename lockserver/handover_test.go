@@ -209,6 +209,44 @@ func TestWaiterHandedTheLockAsItTimesOutGetsIt(t *testing.T) {
 	require.NoError(t, c.Release(ctx, "late", g.LockToken))
 }
 
+// TestWaiterHandedALockThatEndedUnseenIsUnknown: a release hands the lock
+// over to a waiter, and the lock ends (its lease runs out: the waiter's
+// server could not restart it) before the waiter sees it. When the waiter's
+// deadline passes, etcd has recorded a grant to this acquire, so its answer
+// must not be 409 "busy" (nothing happened) but "outcome unknown": with a
+// definite failure, the history holds a grant no acquire accounts for, and
+// settling unknown outcomes gives it to a later acquire of the same client.
+func TestWaiterHandedALockThatEndedUnseenIsUnknown(t *testing.T) {
+	te := startEtcd(t)
+	s, c := startServer(t, te, nil)
+	ctx := t.Context()
+	holder, err := c.Acquire(ctx, "unseen", 30*time.Second, 0)
+	require.NoError(t, err)
+	var once sync.Once
+	var handed error
+	s.giveUpHook = func() {
+		once.Do(func() {
+			if handed = c.Release(context.Background(), "unseen", holder.LockToken); handed != nil {
+				return
+			}
+			lk, err := te.cli.Get(context.Background(), lockKey("unseen"))
+			if handed = err; err != nil {
+				return
+			}
+			if len(lk.Kvs) != 1 {
+				handed = fmt.Errorf("the release did not hand the lock over: %d lock keys", len(lk.Kvs))
+				return
+			}
+			_, handed = te.cli.Revoke(context.Background(), clientv3.LeaseID(lk.Kvs[0].Lease))
+		})
+	}
+	_, err = c.Acquire(ctx, "unseen", 30*time.Second, 300*time.Millisecond)
+	require.NoError(t, handed)
+	assert.Equal(t, int64(1), s.Stats().HandOvers)
+	require.ErrorIs(t, err, ErrOutcomeUnknown, "etcd granted the lock to this acquire")
+	assert.NotErrorIs(t, err, ErrBusy)
+}
+
 // TestCrashedWaitersServerLeavesTheQueueSoon: the waiter of a lock server
 // that crashed leaves the queue within its claim lease's TTL, long before
 // its own timeout, so no release hands it the lock, and the lock is free

@@ -18,7 +18,7 @@ func (s *Server) giveUp(ctx context.Context, req acquireRequest, w *waiter) (gra
 	if s.giveUpHook != nil {
 		s.giveUpHook()
 	}
-	handed, err := s.leave(ctx, w)
+	handed, gone, err := s.leave(ctx, w)
 	switch {
 	case err != nil:
 		// w may still be registered, and be handed the lock: revoking its
@@ -30,6 +30,11 @@ func (s *Server) giveUp(ctx context.Context, req acquireRequest, w *waiter) (gra
 	}
 	l, st := s.keeper.forget(ctx, w.lock.id)
 	s.keepOrRevoke(l, st)
+	if gone {
+		// Nobody but a hand-over (or the end of w's claim lease) deletes
+		// w's key: w may have held a lock that ended before w saw it.
+		w.maybeHanded = true
+	}
 	if w.maybeHanded {
 		return grant{}, fmt.Errorf("%w: the acquire lost its place in the queue and may have been handed the lock", ErrOutcomeUnknown)
 	}
@@ -38,22 +43,26 @@ func (s *Server) giveUp(ctx context.Context, req acquireRequest, w *waiter) (gra
 
 // leave deletes w's waiter key and reads the lock key in the same txn: when
 // the lock is w's (a release handed it over, which deleted w's key), handed
-// is the lock key. After leave, no release can hand the lock to w.
-func (s *Server) leave(ctx context.Context, w *waiter) (handed *mvccpb.KeyValue, err error) {
+// is the lock key. gone reports that w's key was already gone: a hand-over
+// deleted it (and the lock it gave w may have ended since: its lease ran
+// out), or w's claim lease ended. After leave, no release can hand the lock
+// to w.
+func (s *Server) leave(ctx context.Context, w *waiter) (handed *mvccpb.KeyValue, gone bool, err error) {
 	cctx, cancel := s.cleanupCtx()
 	defer cancel()
 	if err := s.checkpoint(ctx); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	resp, err := s.kv().Txn(cctx).Then(clientv3.OpDelete(w.reg.key), clientv3.OpGet(lockKey(w.res))).Commit()
 	if err != nil {
 		s.stats.etcdErrors.Add(1)
-		return nil, err
+		return nil, false, err
 	}
+	gone = resp.Responses[0].GetResponseDeleteRange().Deleted == 0
 	if kvs := resp.Responses[1].GetResponseRange().GetKvs(); len(kvs) == 1 && string(kvs[0].Value) == w.reg.hash {
-		return kvs[0], nil
+		return kvs[0], gone, nil
 	}
-	return nil, nil
+	return nil, gone, nil
 }
 
 // abandon gives w up in the background, after a failure whose answer need
@@ -72,7 +81,7 @@ func (s *Server) abandon(w *waiter, kept bool, st leaseState) {
 				st = kst
 			}
 		}
-		handed, err := s.leave(ctx, w)
+		handed, _, err := s.leave(ctx, w)
 		switch {
 		case st != leaseAlive:
 			s.dropLease(l, st)

@@ -88,16 +88,30 @@ func (s *Server) wait(ctx context.Context, req acquireRequest, w *waiter, deadli
 	for {
 		g, err := s.waitTurn(ctx, req, w, deadline)
 		if !errors.Is(err, errWaiterLost) {
-			return g, err
+			return g, maybeGranted(w, err)
 		}
 		// The registration is gone and the lock is not w's: its claim
 		// lease ended (this server was paused or cut off from etcd), or a
 		// hand-over came and its lock ended before w saw it.
 		w.maybeHanded = true
 		if err := s.reregister(ctx, req, w, deadline); err != nil {
-			return grant{}, err
+			return grant{}, maybeGranted(w, err)
 		}
 	}
+}
+
+// maybeGranted is the answer to a wait that ended with err, when w may have
+// been handed a lock that ended before w saw it (w.maybeHanded): etcd then
+// recorded a grant to this acquire, so no answer may say it had no effect
+// ("busy", "unavailable") or start the acquire again (errRetryLease, which
+// would make a second grant for one request). Such an error becomes
+// ErrOutcomeUnknown; any other answer stands.
+func maybeGranted(w *waiter, err error) error {
+	if err == nil || !w.maybeHanded || errors.Is(err, ErrOutcomeUnknown) {
+		return err
+	}
+	// %v, not %w: the cause must no longer match ErrUnavailable or errRetryLease.
+	return fmt.Errorf("%w: the acquire lost its place in the queue and may have been handed the lock (then: %v)", ErrOutcomeUnknown, err)
 }
 
 // reregister queues w again, at the back, with a new token and (if its

@@ -2,6 +2,7 @@ package lockserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -63,5 +64,40 @@ func TestContendedQueueKeepsMoving(t *testing.T) {
 			t.Logf("round %d: %d cycles; lock %+v (err %v)", round, cycles.Load(), info, err)
 			return
 		}
+	}
+}
+
+// TestMaybeGranted: a wait whose waiter may have been handed a lock that
+// ended unseen never answers "no effect" (busy, unavailable) and never
+// starts the acquire again; any other answer stands.
+func TestMaybeGranted(t *testing.T) {
+	tests := []struct {
+		name        string
+		maybeHanded bool
+		err         error
+		want        error // nil: the answer is err itself
+	}{
+		{"granted", true, nil, nil},
+		{"unavailable, never handed", false, ErrUnavailable, ErrUnavailable},
+		{"busy, never handed", false, ErrBusy, ErrBusy},
+		{"unavailable, maybe handed", true, fmt.Errorf("%w: no lease to queue with", ErrUnavailable), ErrOutcomeUnknown},
+		{"busy, maybe handed", true, ErrBusy, ErrOutcomeUnknown},
+		{"retry with a new lease, maybe handed", true, errRetryLease, ErrOutcomeUnknown},
+		{"unknown stays unknown", true, ErrOutcomeUnknown, ErrOutcomeUnknown},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := maybeGranted(&waiter{maybeHanded: tt.maybeHanded}, tt.err)
+			if tt.want == nil {
+				assert.NoError(t, got)
+				return
+			}
+			require.ErrorIs(t, got, tt.want)
+			if tt.maybeHanded && tt.err != nil && !errors.Is(tt.err, ErrOutcomeUnknown) {
+				assert.NotErrorIs(t, got, ErrUnavailable, "a definite failure no more")
+				assert.NotErrorIs(t, got, ErrBusy)
+				assert.NotErrorIs(t, got, errRetryLease, "the acquire must not start again")
+			}
+		})
 	}
 }
