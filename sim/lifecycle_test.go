@@ -51,7 +51,7 @@ func values(m map[string]string) []string {
 
 // TestNoQuorumAnswersFast: with two of three members down, an acquire
 // through the balancer (which by then has marked every lock server down) and
-// directly on a lock server answers within 3 s with 503 (no effect) or
+// directly on a lock server answers (about 2 s, its etcd timeout) with 503 (no effect) or
 // outcome_unknown — it never hangs.
 func TestNoQuorumAnswersFast(t *testing.T) {
 	sb := start(t, Config{Workload: Workload{Disabled: true}})
@@ -73,7 +73,10 @@ func TestNoQuorumAnswersFast(t *testing.T) {
 		cancel()
 		took := time.Since(began)
 		t.Logf("attempt %d: %v after %v", i, err, took)
-		assert.Less(t, took, 3*time.Second, "an acquire without quorum answers within 3 s")
+		// It answers (within the lock server's etcd timeout of 2 s on a quiet
+		// machine): well before the client's own 10 s deadline, which is
+		// what a hang would run into. Generous: a busy machine is slow.
+		assert.Less(t, took, 8*time.Second, "an acquire without quorum answers; it does not hang")
 		assert.True(t, errors.Is(err, lockserver.ErrUnavailable) || errors.Is(err, lockserver.ErrOutcomeUnknown),
 			"no quorum: 503 or outcome_unknown, got %v", err)
 	}

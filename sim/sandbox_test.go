@@ -62,12 +62,14 @@ func TestLockAPIThroughBalancer(t *testing.T) {
 	assert.Greater(t, g2.FencingToken, g1.FencingToken, "the next grant has a higher fencing token")
 
 	// Nobody renews g2: a waiter blocked on a watch gets the lock when the
-	// lease expires, within ttl + 1 s of the grant.
+	// lease expires (about ttl after the grant on a quiet machine), long
+	// before its own timeout of 10 s.
 	granted := time.Now()
 	g3, err := a.Acquire(ctx, "order:12345", 2*time.Second, 10*time.Second)
 	require.NoError(t, err)
 	waited := time.Since(granted)
-	assert.Less(t, waited, g2.TTL+time.Second, "waiter served within ttl+1s")
+	t.Logf("waiter served %v after the grant of a %v lock", waited, g2.TTL)
+	assert.Less(t, waited, g2.TTL+5*time.Second, "waiter served once the lease expired (generous: a busy machine is slow)")
 	assert.Greater(t, g3.FencingToken, g2.FencingToken)
 }
 
