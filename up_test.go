@@ -62,7 +62,7 @@ func TestUpExternalEtcdWithAuth(t *testing.T) {
 	g, err := keyed.Acquire(t.Context(), "ext", 5*time.Second, 0)
 	require.NoError(t, err)
 	require.NoError(t, keyed.Release(t.Context(), "ext", g.LockToken))
-	require.Eventually(t, func() bool { return strings.Contains(stdout.String(), "locksim is up") }, time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return strings.Contains(stdout.String(), "locksim is up") }, 10*time.Second, 10*time.Millisecond)
 }
 
 // TestUpBadAuthFile: a malformed key file is one line naming file:line, exit 2.

@@ -225,7 +225,7 @@ func TestWebPartitionHealFencingAndVerdict(t *testing.T) {
 	}, 10*time.Second, 50*time.Millisecond, "heal clears cuts and pauses")
 
 	require.NoError(t, w.Do(ctx, web.Command{Action: web.ActionFencing, Value: false}))
-	require.Eventually(t, func() bool { return !w.Frame().Fencing }, 2*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return !w.Frame().Fencing }, 10*time.Second, 20*time.Millisecond)
 	require.NoError(t, w.Do(ctx, web.Command{Action: web.ActionFencing, Value: true}))
 
 	require.Eventually(t, func() bool {
