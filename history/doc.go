@@ -11,6 +11,7 @@
 //
 //	ops := rec.Ops()                                   // pending ops are Unknown
 //	ops, n := history.Resolve(ops, record)             // optional: settle unknowns from etcd's record
+//	broken := history.Unexplained(ops, record)         // grants etcd made to acquires answered "no effect"
 //	res := history.Check(ops, history.Options{VisualizePath: "history.html"})
 //	_ = history.WriteJSONL(w, ops)                    // history.jsonl, one operation a line
 //

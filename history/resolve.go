@@ -33,12 +33,12 @@ type Record struct {
 
 // Grant is one lock grant etcd recorded.
 type Grant struct {
-	Owner    string // the clientId of the acquire
-	Resource string
-	Revision int64         // the fencing token
-	TTL      time.Duration // the lease's granted TTL
-	Seen     int64         // when it was seen (after it was committed)
-	Ended    int64         // when its deletion (release, revoke, expiry) was seen; 0 = not seen
+	Owner    string        `json:"owner"` // the clientId of the acquire
+	Resource string        `json:"resource"`
+	Revision int64         `json:"fencingToken"`      // the fencing token
+	TTL      time.Duration `json:"ttlNs"`             // the lease's granted TTL
+	Seen     int64         `json:"seenNs"`            // when it was seen (after it was committed)
+	Ended    int64         `json:"endedNs,omitempty"` // when its deletion (release, revoke, expiry) was seen; 0 = not seen
 }
 
 // Resolve settles operations whose outcome the client never learned (a lock
@@ -187,4 +187,67 @@ func neighbourTokens(ops []Op, idx []int, k int) (lo, hi int64) {
 		}
 	}
 	return lo, hi
+}
+
+// Unexplained returns the grants of rec that no answer in ops accounts for:
+// etcd granted the lock to a client, yet every acquire of that client that
+// could have made the grant was answered with a definite failure ("busy",
+// "unavailable": no effect). ops is a history after Resolve. Such an answer
+// breaks the lock service's contract even when no check is violated — the
+// failed acquire is dropped as "no effect" while the grant kept others out
+// — so a run reports it.
+//
+// The acquires that could have made grant g are those of g.Owner called
+// before etcd's record saw g, after the client's last successful acquire
+// with a lower fencing token (a client runs one acquire at a time). One
+// that succeeded (with a later grant: a queued acquire can be handed a lock
+// that ends unseen, then be granted again) or whose outcome is unknown
+// explains g. Grants seen before rec.From, and grants to owners that made
+// no operation in ops, are not judged.
+func Unexplained(ops []Op, rec Record) []Grant {
+	acquires := map[string][]Op{} // per client, in call order
+	claimed := map[int64]bool{}
+	for _, op := range ops {
+		if op.Op != OpAcquire {
+			continue
+		}
+		acquires[op.Client] = append(acquires[op.Client], op)
+		if op.Outcome == OK {
+			claimed[op.Output.FencingToken] = true
+		}
+	}
+	for _, a := range acquires {
+		slices.SortStableFunc(a, func(x, y Op) int { return cmp.Compare(x.Call, y.Call) })
+	}
+	var out []Grant
+	for _, g := range rec.Grants {
+		a, ok := acquires[g.Owner]
+		if !ok || claimed[g.Revision] || g.Seen < rec.From {
+			continue
+		}
+		if !explained(a, g) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// explained reports whether one of a client's acquires a (in call order)
+// could have made grant g without saying "no effect".
+func explained(a []Op, g Grant) bool {
+	from := 0
+	for i, op := range a {
+		if op.Outcome == OK && op.Output.FencingToken < g.Revision {
+			from = i + 1
+		}
+	}
+	for _, op := range a[from:] {
+		if op.Call > g.Seen {
+			break
+		}
+		if op.Outcome != Fail {
+			return true
+		}
+	}
+	return false
 }

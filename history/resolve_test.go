@@ -125,3 +125,76 @@ func TestResolveNeverGivesAnAcquireAnEarlierGrant(t *testing.T) {
 	assert.Len(t, got, len(ops), "no release synthesized for a grant that is not this acquire's")
 	assert.Equal(t, Linearizable, Check(got, Options{}).Lock)
 }
+
+// Unexplained finds a grant etcd made to a client whose acquire answered
+// "no effect": the lock server's lie of the follower-unheard run, which
+// Resolve cannot settle (the acquire was not unknown). Grants that an
+// answer accounts for are not listed.
+func TestUnexplained(t *testing.T) {
+	grant := func(owner string, rev, seen int64) Grant {
+		return Grant{Owner: owner, Resource: r1, Revision: rev, TTL: 2 * time.Second, Seen: ms(seen)}
+	}
+	tests := []struct {
+		name string
+		ops  []Op
+		rec  Record
+		want []int64 // revisions
+	}{
+		{
+			name: "a failed acquire that etcd granted",
+			ops: []Op{
+				acquireOK("client-1", r1, "t149", 149, 2940, 2976, 2),
+				acquireFail("client-1", r1, 3061, 7094),
+				acquireOK("client-1", r1, "t162", 162, 9150, 9171, 2),
+			},
+			rec:  Record{Grants: []Grant{grant("client-1", 149, 2970), grant("client-1", 154, 3100), grant("client-1", 162, 9165)}},
+			want: []int64{154},
+		},
+		{
+			name: "an unknown acquire may have made it",
+			ops: []Op{
+				acquireOK("client-1", r1, "t149", 149, 2940, 2976, 2),
+				acquireUnknown("client-1", r1, 3061, 2),
+			},
+			rec: Record{Grants: []Grant{grant("client-1", 154, 3100)}},
+		},
+		{
+			name: "an acquire granted twice: handed a lock that ended unseen, then granted",
+			ops: []Op{
+				acquireOK("client-1", r1, "t162", 162, 3000, 9171, 2),
+			},
+			rec: Record{Grants: []Grant{grant("client-1", 154, 3100), grant("client-1", 162, 9165)}},
+		},
+		{
+			name: "seen late, after the client's next acquire began",
+			ops: []Op{
+				acquireOK("client-1", r1, "t162", 162, 3000, 3050, 2),
+				acquireFail("client-1", r1, 3070, 4070),
+			},
+			rec: Record{Grants: []Grant{grant("client-1", 154, 3100), grant("client-1", 162, 3060)}},
+		},
+		{
+			name: "a later acquire cannot have made an earlier grant",
+			ops: []Op{
+				acquireFail("client-1", r1, 1000, 2000),
+				acquireUnknown("client-1", r1, 5000, 2),
+			},
+			rec:  Record{Grants: []Grant{grant("client-1", 10, 1500)}},
+			want: []int64{10},
+		},
+		{
+			name: "before the record is complete, or nobody's in the history",
+			ops:  []Op{acquireFail("client-1", r1, 1000, 2000)},
+			rec:  Record{Grants: []Grant{grant("client-1", 10, 1500), grant("client-9", 11, 3000)}, From: ms(2000)},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []int64
+			for _, g := range Unexplained(tt.ops, tt.rec) {
+				got = append(got, g.Revision)
+			}
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/locksim/locksim/faults"
@@ -28,24 +29,28 @@ type Report struct {
 
 // VariantReport is what one run of the schedule showed.
 type VariantReport struct {
-	Variant     string            `json:"variant"`
-	Fencing     bool              `json:"fencing"`
-	Unsafe      string            `json:"unsafe,omitempty"`
-	LockServer  string            `json:"lockServer,omitempty"` // which lock server ran: locksim's own, a command, a function
-	Pass        bool              `json:"pass"`
-	Expect      map[string]string `json:"expect,omitempty"`
-	Failures    []string          `json:"failures,omitempty"`
-	Lock        history.Verdict   `json:"lock"`
-	Resource    history.Verdict   `json:"resource"`
-	Check       history.Result    `json:"check"`
-	Resolved    int               `json:"resolvedUnknowns"`
-	Latency     Latency           `json:"acquireLatency"`
-	Faults      []faults.Event    `json:"faults"`
-	Duration    time.Duration     `json:"durationNs"`
-	Runtime     []RuntimeSample   `json:"runtime"`
-	Dir         string            `json:"dir,omitempty"`
-	HistoryPath string            `json:"historyPath,omitempty"`
-	HTMLPath    string            `json:"htmlPath,omitempty"`
+	Variant    string            `json:"variant"`
+	Fencing    bool              `json:"fencing"`
+	Unsafe     string            `json:"unsafe,omitempty"`
+	LockServer string            `json:"lockServer,omitempty"` // which lock server ran: locksim's own, a command, a function
+	Pass       bool              `json:"pass"`
+	Expect     map[string]string `json:"expect,omitempty"`
+	Failures   []string          `json:"failures,omitempty"`
+	Lock       history.Verdict   `json:"lock"`
+	Resource   history.Verdict   `json:"resource"`
+	Check      history.Result    `json:"check"`
+	Resolved   int               `json:"resolvedUnknowns"`
+	// Unexplained are the grants etcd made to acquires that were answered
+	// with a definite failure (history.Unexplained): a broken promise of
+	// the lock server, which fails the run unless it is a negative control.
+	Unexplained []history.Grant `json:"unexplainedGrants,omitempty"`
+	Latency     Latency         `json:"acquireLatency"`
+	Faults      []faults.Event  `json:"faults"`
+	Duration    time.Duration   `json:"durationNs"`
+	Runtime     []RuntimeSample `json:"runtime"`
+	Dir         string          `json:"dir,omitempty"`
+	HistoryPath string          `json:"historyPath,omitempty"`
+	HTMLPath    string          `json:"htmlPath,omitempty"`
 
 	// Balancers are the VRRP transitions of a group of balancers, and
 	// VIPMoves how often their virtual address changed owner.
@@ -139,6 +144,22 @@ func expectations(want scenarios.Expect, got history.Result) (map[string]string,
 		}
 	}
 	return exp, fails
+}
+
+// unexplainedFailure is the failure a run reports for grants etcd made to
+// acquires answered "no effect" ("" when there are none, or when the lock
+// server is a deliberately unsafe negative control, which breaks promises
+// on purpose).
+func unexplainedFailure(gs []history.Grant, unsafe string) string {
+	if len(gs) == 0 || unsafe != "" {
+		return ""
+	}
+	parts := make([]string, len(gs))
+	for i, g := range gs {
+		parts[i] = fmt.Sprintf("%s on %s #%d seen at %.2fs", g.Owner, g.Resource, g.Revision, time.Duration(g.Seen).Seconds())
+	}
+	return fmt.Sprintf("etcd granted %d lock(s) to acquires that were answered with a definite failure (no effect): %s",
+		len(gs), strings.Join(parts, "; "))
 }
 
 func acquireLatency(ops []history.Op) Latency {

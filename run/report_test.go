@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/locksim/locksim/history"
 	"github.com/stretchr/testify/assert"
 )
 
@@ -27,4 +28,16 @@ func TestLiveHeapFloorAndPeak(t *testing.T) {
 	short := sampleRuntime(time.Second, nil)
 	assert.Zero(t, short.LiveHeapMB, "short runs do not force collections")
 	assert.Positive(t, short.HeapMB)
+}
+
+// TestUnexplainedFailure: grants etcd made to acquires answered "no effect"
+// fail a run, naming each; a deliberately unsafe lock server (a negative
+// control) breaks promises on purpose and is not failed for it.
+func TestUnexplainedFailure(t *testing.T) {
+	g := history.Grant{Owner: "client-1", Resource: "order:1", Revision: 154, Seen: int64(3100 * time.Millisecond)}
+	assert.Empty(t, unexplainedFailure(nil, ""))
+	assert.Empty(t, unexplainedFailure([]history.Grant{g}, "check-then-set"))
+	got := unexplainedFailure([]history.Grant{g}, "")
+	assert.Contains(t, got, "etcd granted 1 lock(s) to acquires that were answered with a definite failure")
+	assert.Contains(t, got, "client-1 on order:1 #154 seen at 3.10s")
 }

@@ -186,14 +186,14 @@ func variant(ctx context.Context, sc *scenarios.Scenario, variant string, seed i
 	if err != nil {
 		return nil, err // the recorded history cannot be read back: nothing to check
 	}
-	ops, resolved, err := settle(ctx, sb, ops)
+	ops, resolved, unexplained, err := settle(ctx, sb, ops)
 	if err != nil {
 		progress("could not read etcd's history to resolve unknown outcomes: %v", err)
 	}
 	vr := &VariantReport{
 		Variant: variant, Fencing: eff.Fencing, Unsafe: eff.Unsafe, LockServer: describeLockServer(cfg),
-		Resolved: resolved, Faults: sb.Events(), Duration: elapsed, Latency: acquireLatency(ops), Runtime: samples,
-		Balancers: sb.BalancerEvents(),
+		Resolved: resolved, Unexplained: unexplained, Faults: sb.Events(), Duration: elapsed, Latency: acquireLatency(ops),
+		Runtime: samples, Balancers: sb.BalancerEvents(),
 	}
 	if vip := sb.VirtualAddress(); vip != nil {
 		vr.VIPMoves = vip.Moves()
@@ -263,14 +263,15 @@ wait:
 }
 
 // settle returns the recorded history with the unknown outcomes settled from
-// what etcd recorded (history.Resolve), and how many it settled. If etcd's
+// what etcd recorded (history.Resolve), how many it settled, and the grants
+// etcd made that no answer accounts for (history.Unexplained). If etcd's
 // record cannot be read, the history is returned as recorded, with the error.
 //
 // A lock server that is not locksim's own keeps its locks in etcd its own
 // way: there is no record to read, and unknown outcomes stay unknown.
-func settle(ctx context.Context, sb *sim.Sandbox, ops []history.Op) ([]history.Op, int, error) {
+func settle(ctx context.Context, sb *sim.Sandbox, ops []history.Op) ([]history.Op, int, []history.Grant, error) {
 	if sb.Config().Custom() {
-		return ops, 0, nil
+		return ops, 0, nil, nil
 	}
 	if slices.ContainsFunc(ops, func(op history.Op) bool { return op.Outcome == history.Unknown }) {
 		// A request a client gave up on may still be inside a lock server;
@@ -281,14 +282,14 @@ func settle(ctx context.Context, sb *sim.Sandbox, ops []history.Op) ([]history.O
 	syncCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := sb.Observer().Sync(syncCtx); err != nil {
-		return ops, 0, err
+		return ops, 0, nil, err
 	}
 	rec, err := sb.EtcdRecord(ops)
 	if err != nil {
-		return ops, 0, err
+		return ops, 0, nil, err
 	}
 	ops, n := history.Resolve(ops, rec)
-	return ops, n, nil
+	return ops, n, history.Unexplained(ops, rec), nil
 }
 
 // check checks ops, compares the verdicts with the scenario's expectations
@@ -310,6 +311,9 @@ func check(vr *VariantReport, ops []history.Op, sc *scenarios.Scenario, opts Opt
 	res := history.Check(ops, copts)
 	vr.Check, vr.Lock, vr.Resource, vr.HTMLPath = res, res.Lock, res.Resource, res.VisualizationPath
 	vr.Expect, vr.Failures = expectations(sc.Expect[vr.Variant], res)
+	if f := unexplainedFailure(vr.Unexplained, vr.Unsafe); f != "" {
+		vr.Failures = append(vr.Failures, f)
+	}
 	vr.Pass = len(vr.Failures) == 0
 	if vr.Dir != "" {
 		return writeJSON(filepath.Join(vr.Dir, "report.json"), vr)

@@ -25,7 +25,7 @@ var (
 	PageReady = 20 * time.Second
 	NewLeader = 30 * time.Second // generous: the time is logged; speed is the bench's failover row
 	Narration = 40 * time.Second
-	Step      = 10 * time.Second
+	Step      = 20 * time.Second
 )
 
 // Browser is a headless Chromium tab for tests.
@@ -53,7 +53,9 @@ func NewBrowser(t *testing.T) *Browser {
 		chromedp.Flag("disable-gpu", true),
 		chromedp.WindowSize(1400, 1000),
 	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(t.Context(), opts...)
+	// Not t.Context(): it is cancelled before the clean-ups run, and the
+	// screenshot of a failed test below needs the browser still alive.
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx)
 	t.Cleanup(func() {
 		cancelCtx()
@@ -138,7 +140,9 @@ func (b *Browser) WaitJS(expr string, timeout time.Duration) error {
 			if err != nil {
 				return fmt.Errorf("webtest: %s: %w", expr, err)
 			}
-			return fmt.Errorf("webtest: still false after %s: %s", timeout, expr)
+			// The page's status line says why a command it sent failed.
+			st, _ := Eval[string](b, `(document.querySelector('#status') || {}).textContent || ''`)
+			return fmt.Errorf("webtest: still false after %s: %s (the page's status line: %q)", timeout, expr, st)
 		}
 		select {
 		case <-b.Ctx.Done():
