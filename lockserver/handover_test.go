@@ -34,6 +34,28 @@ func queuedWaiter(t *testing.T, te *testEtcd, c *Client, res string, ttl, timeou
 	return ch
 }
 
+// onGiveUp runs f once, when the first waiter of s has passed its deadline
+// and is about to leave the queue; the function it returns gives f's error
+// (nil until then).
+func onGiveUp(s *Server, f func() error) func() error {
+	var once sync.Once
+	var mu sync.Mutex
+	var ferr error
+	s.giveUpHook = func() {
+		once.Do(func() {
+			err := f()
+			mu.Lock()
+			ferr = err
+			mu.Unlock()
+		})
+	}
+	return func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return ferr
+	}
+}
+
 type acquired struct {
 	g   Grant
 	err error
@@ -194,13 +216,9 @@ func TestWaiterHandedTheLockAsItTimesOutGetsIt(t *testing.T) {
 	ctx := t.Context()
 	holder, err := c.Acquire(ctx, "late", 30*time.Second, 0)
 	require.NoError(t, err)
-	var once sync.Once
-	var released error
-	s.giveUpHook = func() {
-		once.Do(func() { released = c.Release(context.Background(), "late", holder.LockToken) })
-	}
+	released := onGiveUp(s, func() error { return c.Release(context.Background(), "late", holder.LockToken) })
 	g, err := c.Acquire(ctx, "late", 30*time.Second, 300*time.Millisecond)
-	require.NoError(t, released)
+	require.NoError(t, released())
 	require.NoError(t, err, "the hand-over that came at the deadline is the answer")
 	assert.Equal(t, int64(1), s.Stats().HandOvers)
 	info, err := c.Get(ctx, "late")
@@ -222,26 +240,22 @@ func TestWaiterHandedALockThatEndedUnseenIsUnknown(t *testing.T) {
 	ctx := t.Context()
 	holder, err := c.Acquire(ctx, "unseen", 30*time.Second, 0)
 	require.NoError(t, err)
-	var once sync.Once
-	var handed error
-	s.giveUpHook = func() {
-		once.Do(func() {
-			if handed = c.Release(context.Background(), "unseen", holder.LockToken); handed != nil {
-				return
-			}
-			lk, err := te.cli.Get(context.Background(), lockKey("unseen"))
-			if handed = err; err != nil {
-				return
-			}
-			if len(lk.Kvs) != 1 {
-				handed = fmt.Errorf("the release did not hand the lock over: %d lock keys", len(lk.Kvs))
-				return
-			}
-			_, handed = te.cli.Revoke(context.Background(), clientv3.LeaseID(lk.Kvs[0].Lease))
-		})
-	}
+	handed := onGiveUp(s, func() error {
+		if err := c.Release(context.Background(), "unseen", holder.LockToken); err != nil {
+			return err
+		}
+		lk, err := te.cli.Get(context.Background(), lockKey("unseen"))
+		if err != nil {
+			return err
+		}
+		if len(lk.Kvs) != 1 {
+			return fmt.Errorf("the release did not hand the lock over: %d lock keys", len(lk.Kvs))
+		}
+		_, err = te.cli.Revoke(context.Background(), clientv3.LeaseID(lk.Kvs[0].Lease))
+		return err
+	})
 	_, err = c.Acquire(ctx, "unseen", 30*time.Second, 300*time.Millisecond)
-	require.NoError(t, handed)
+	require.NoError(t, handed())
 	assert.Equal(t, int64(1), s.Stats().HandOvers)
 	require.ErrorIs(t, err, ErrOutcomeUnknown, "etcd granted the lock to this acquire")
 	assert.NotErrorIs(t, err, ErrBusy)
