@@ -501,8 +501,9 @@ func TestWebShowsTheBalancerGroup(t *testing.T) {
 	require.Eventually(t, func() bool {
 		f := w.Frame()
 		return len(f.Balancers) == 2 && f.VIP != nil && f.VIP.Owner == "balancer-1" && f.Balancers[0].OwnsVIP &&
-			slices.Equal(masters(f), []string{"balancer-1"}) && f.Balancers[1].State == "backup"
-	}, 10*time.Second, 20*time.Millisecond, "balancer-1 master and owner, balancer-2 backup")
+			slices.Equal(masters(f), []string{"balancer-1"}) && f.Balancers[1].State == "backup" &&
+			f.Balancers[1].Master == "balancer-1" // it has heard balancer-1's adverts (it starts without a master)
+	}, 10*time.Second, 20*time.Millisecond, "balancer-1 master and owner, balancer-2 its backup")
 	f := w.Frame()
 	assert.Empty(t, f.Balancer.Name, "no single balancer")
 	assert.Equal(t, 110, f.Balancers[0].Priority)

@@ -48,13 +48,16 @@ func waitMaster(t *testing.T, sb *Sandbox, name string) {
 	}, 20*time.Second, 5*time.Millisecond, "%s master and owner of the virtual address", name)
 }
 
-// waitBackup waits until balancer name has stepped down to backup: it does
-// so when it hears its preferred peer's advert, a moment after that peer
-// became master, so it is waited for, not asserted at one instant.
-func waitBackup(t *testing.T, sb *Sandbox, name string) {
+// waitBackup waits until balancer name is a backup that has heard master's
+// adverts. It gets there a moment after master became master (a backup
+// starts without a master, and steps down or follows only when an advert
+// arrives), so it is waited for, not asserted at one instant.
+func waitBackup(t *testing.T, sb *Sandbox, name, master string) {
 	t.Helper()
-	require.Eventually(t, func() bool { return balancer(sb, name).State == "backup" }, 20*time.Second, 5*time.Millisecond,
-		"%s back to backup", name)
+	require.Eventually(t, func() bool {
+		b := balancer(sb, name)
+		return b.State == "backup" && b.Master == master
+	}, 20*time.Second, 5*time.Millisecond, "%s a backup of %s", name, master)
 }
 
 func TestOneBalancerIsTheEntryPoint(t *testing.T) {
@@ -86,7 +89,7 @@ func TestBalancerPairFailsOver(t *testing.T) {
 	require.Len(t, addrs.Balancers, 2)
 	assert.Equal(t, sb.VirtualAddress().URL(), addrs.Balancer, "the entry point is the virtual address")
 	waitMaster(t, sb, "balancer-1")
-	waitBackup(t, sb, "balancer-2")
+	waitBackup(t, sb, "balancer-2", "balancer-1")
 	got, err := sb.Resolve(component.MasterBalancer)
 	require.NoError(t, err)
 	assert.Equal(t, "balancer-1", got)
@@ -136,7 +139,7 @@ func TestBalancerPairFailsOver(t *testing.T) {
 	_, err = sb.Faults().Apply(ctx, faults.Step{Fault: faults.FaultRestart, Target: "balancer-1"})
 	require.NoError(t, err)
 	waitMaster(t, sb, "balancer-1")
-	waitBackup(t, sb, "balancer-2")
+	waitBackup(t, sb, "balancer-2", "balancer-1")
 	_, err = a.Acquire(ctx, "pair", 5*time.Second, 0)
 	require.NoError(t, err)
 }
@@ -161,7 +164,7 @@ func TestBalancerPairPausedMaster(t *testing.T) {
 	sb.Faults().Undo(ctx, id)
 	// nopreempt plays no part: balancer-1 never was a backup.
 	waitMaster(t, sb, "balancer-1")
-	waitBackup(t, sb, "balancer-2") // it yields to the thawed master
+	waitBackup(t, sb, "balancer-2", "balancer-1") // it yields to the thawed master
 }
 
 // TestBalancerPairSplitBrain cuts the adverts between the two balancers:
