@@ -236,7 +236,7 @@ func (s *Server) requeue(ctx context.Context, w *waiter, st leaseState) error {
 	case handed != nil:
 		return fmt.Errorf("%w: the lock was handed over onto a lease that could not be restarted", ErrOutcomeUnknown)
 	case gone:
-		return fmt.Errorf("%w: the acquire lost its place in the queue and may have been handed the lock", ErrOutcomeUnknown)
+		return errMaybeHanded
 	}
 	return errRetryLease
 }

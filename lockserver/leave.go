@@ -36,7 +36,7 @@ func (s *Server) giveUp(ctx context.Context, req acquireRequest, w *waiter) (gra
 		w.maybeHanded = true
 	}
 	if w.maybeHanded {
-		return grant{}, fmt.Errorf("%w: the acquire lost its place in the queue and may have been handed the lock", ErrOutcomeUnknown)
+		return grant{}, errMaybeHanded
 	}
 	return grant{}, ErrBusy
 }

@@ -62,14 +62,14 @@ type HeldLock struct {
 
 // RecordedGrant is one grant as etcd recorded it.
 type RecordedGrant struct {
-	Owner    string
-	Resource string
-	Revision int64 // the fencing token
+	Owner    string `json:"owner"`
+	Resource string `json:"resource"`
+	Revision int64  `json:"revision"` // the fencing token
 	// TTL is how long the grant lasts at least from when it was written:
 	// the TTL it was granted with, or less for a lock a release handed over
 	// (Record.Lasts).
-	TTL  time.Duration
-	Seen time.Duration // when the Observer saw it (after it was committed)
+	TTL  time.Duration `json:"ttl"`
+	Seen time.Duration `json:"seen"` // when the Observer saw it (after it was committed)
 }
 
 // observerDialTimeout bounds the Observer's connection and its initial read.
@@ -272,7 +272,7 @@ func (o *Observer) putLocked(kv *mvccpb.KeyValue) {
 	}
 	g := RecordedGrant{Owner: rec.OwnerID, Resource: res, Revision: fencing, TTL: rec.Lasts, Seen: o.now()}
 	o.grants = append(o.grants, g)
-	o.spillLocked(spillLine{Grant: (*spillGrant)(&g)})
+	o.spillLocked(spillLine{Grant: &g})
 }
 
 // endLocked records that the grant with this fencing token ended now.

@@ -40,6 +40,11 @@ type waiter struct {
 // register again.
 var errWaiterLost = errors.New("lockserver: waiter key lost")
 
+// errMaybeHanded answers an acquire that lost its place in the queue while a
+// release may have handed it a lock that ended before it saw it: etcd may
+// have recorded a grant to it, so its outcome is unknown.
+var errMaybeHanded = fmt.Errorf("%w: the acquire lost its place in the queue and may have been handed the lock", ErrOutcomeUnknown)
+
 // newWaiter prepares the registration of an acquire that waits until
 // deadline and whose lock will be on l.
 func (s *Server) newWaiter(ctx context.Context, req acquireRequest, deadline time.Time, l lease) (*waiter, error) {
@@ -111,7 +116,7 @@ func maybeGranted(w *waiter, err error) error {
 		return err
 	}
 	// %v, not %w: the cause must no longer match ErrUnavailable or errRetryLease.
-	return fmt.Errorf("%w: the acquire lost its place in the queue and may have been handed the lock (then: %v)", ErrOutcomeUnknown, err)
+	return fmt.Errorf("%w (then: %v)", errMaybeHanded, err)
 }
 
 // reregister queues w again, at the back, with a new token and (if its
@@ -120,7 +125,7 @@ func (s *Server) reregister(ctx context.Context, req acquireRequest, w *waiter, 
 	l, st := s.keeper.forget(ctx, w.lock.id)
 	if !s.cfg.Now().Before(deadline) {
 		s.keepOrRevoke(l, st)
-		return fmt.Errorf("%w: the acquire lost its place in the queue and may have been handed the lock", ErrOutcomeUnknown)
+		return errMaybeHanded
 	}
 	if st != leaseAlive {
 		s.dropLease(l, st)

@@ -37,19 +37,11 @@ type ObservedRecord struct {
 // grant, a release receipt, or the time from which the record is complete
 // again after the watch lost its place.
 type spillLine struct {
-	Grant    *spillGrant   `json:"grant,omitempty"`
-	Ended    int64         `json:"ended,omitempty"`
-	Released string        `json:"released,omitempty"`
-	From     bool          `json:"from,omitempty"`
-	At       time.Duration `json:"at,omitempty"`
-}
-
-type spillGrant struct {
-	Owner    string        `json:"owner"`
-	Resource string        `json:"resource"`
-	Revision int64         `json:"revision"`
-	TTL      time.Duration `json:"ttl"`
-	Seen     time.Duration `json:"seen"`
+	Grant    *RecordedGrant `json:"grant,omitempty"`
+	Ended    int64          `json:"ended,omitempty"`
+	Released string         `json:"released,omitempty"`
+	From     bool           `json:"from,omitempty"`
+	At       time.Duration  `json:"at,omitempty"`
 }
 
 // SpillTo makes the Observer write its record to s: first what it holds
@@ -64,7 +56,7 @@ func (o *Observer) SpillTo(s Spill) {
 		o.spillLocked(spillLine{From: true, At: o.from})
 	}
 	for _, g := range o.grants {
-		o.spillLocked(spillLine{Grant: (*spillGrant)(&g)})
+		o.spillLocked(spillLine{Grant: &g})
 	}
 	for rev, at := range o.ended {
 		o.spillLocked(spillLine{Ended: rev, At: at})
@@ -141,7 +133,7 @@ func ReadSpill(r io.Reader) (ObservedRecord, error) {
 		}
 		switch {
 		case l.Grant != nil:
-			rec.Grants = append(rec.Grants, RecordedGrant(*l.Grant))
+			rec.Grants = append(rec.Grants, *l.Grant)
 		case l.Ended != 0:
 			rec.Ended[l.Ended] = l.At
 		case l.Released != "":
